@@ -1,0 +1,43 @@
+"""Beat's scheduler, extended to dispatch due probes about every second.
+
+Scheduled probes are not beat entries (thousands of them would make beat's
+bookkeeping the bottleneck and put a scheduling message on the queue per
+probe). Instead, between its own entries, beat claims due probes straight from
+the database (``services.dispatch``), so no scheduling message ever waits in a
+queue. Claims are compare-and-set, so running two beats is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.beat import PersistentScheduler
+
+from app.celery_app import get_flask_app
+from app.core.config import active_settings
+from app.services.dispatch import dispatch_due
+
+log = logging.getLogger(__name__)
+
+
+class ProbeDispatchScheduler(PersistentScheduler):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._next_dispatch = 0.0
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        delay = super().tick(*args, **kwargs)
+        interval = active_settings().probes.dispatch_interval_seconds
+        if time.monotonic() >= self._next_dispatch:
+            self._next_dispatch = time.monotonic() + interval
+            self._dispatch()
+        return min(delay, max(0.0, self._next_dispatch - time.monotonic()))
+
+    def _dispatch(self) -> None:
+        try:
+            with get_flask_app().app_context():
+                dispatch_due()
+        except Exception as exc:  # keep beat alive: the next tick retries
+            log.error("dispatching due probes failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))

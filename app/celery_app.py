@@ -1,0 +1,146 @@
+"""The Celery application: configuration, queues, routes, priorities, Flask binding.
+
+``celery`` is configured from the settings when this module is imported, so
+``from app.tasks.network_probe_tasks import execute_probe`` followed by
+``execute_probe.apply_async(...)`` publishes to the configured broker from any
+Python process. Running a task needs a Flask app (for the database session);
+``celery_init_app`` binds one, and a worker that was started without one
+creates it on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task, signals
+from flask import Flask
+from kombu import Queue
+
+from app.celery_beat_schedule import beat_schedule
+from app.core import priority
+from app.core.config import Settings, activate, active_settings
+
+QUEUES = ("network_probes", "alerts", "ansible", "celery")
+DEFAULT_QUEUE = "celery"
+TASK_ROUTES = {
+    "app.tasks.network_probe_tasks.*": {"queue": "network_probes"},
+    "app.tasks.alert_tasks.*": {"queue": "alerts"},
+    "app.tasks.ansible_tasks.*": {"queue": "ansible"},
+}
+# Redis redelivers an unacknowledged message after this long. It must exceed the
+# longest task and the longest retry countdown (600 s), or work runs twice.
+VISIBILITY_TIMEOUT_SECONDS = 7200
+SUBMITTED_KEY = "admin_mit:task-submitted:{}"
+
+_flask_app: Flask | None = None
+_configured_with: Settings | None = None
+
+
+class FlaskTask(Task):
+    """Runs every task inside the worker's Flask app context and drops the DB session after."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        flask_app = get_flask_app()
+        with flask_app.app_context():
+            return super().__call__(*args, **kwargs)
+
+    def signature_from_request(self, request: Any = None, args: Any = None, kwargs: Any = None,
+                               queue: str | None = None, **extra_options: Any) -> Any:
+        # A received message carries the Redis bucket; turn it back into the user's
+        # priority so a retry is published at the same priority, not the mirror of it.
+        signature = super().signature_from_request(request, args, kwargs, queue, **extra_options)
+        bucket = signature.options.get("priority")
+        if bucket is not None:
+            signature.options["priority"] = priority.from_broker(bucket)
+        return signature
+
+
+def build_config(settings: Settings) -> dict[str, Any]:
+    conf = settings.celery
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_serializer": conf.task_serializer,
+        "result_serializer": conf.result_serializer,
+        "accept_content": conf.accept_content,
+        "timezone": conf.timezone,
+        "enable_utc": True,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_routes": TASK_ROUTES,
+        "broker_transport_options": {
+            "priority_steps": priority.BROKER_STEPS,
+            "queue_order_strategy": "priority",
+            "sep": ":",
+            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+        },
+        "broker_connection_retry_on_startup": True,
+        "worker_prefetch_multiplier": 1,
+        "task_acks_late": True,
+        "task_track_started": True,
+        "task_time_limit": 600,
+        "task_soft_time_limit": 540,
+        "result_expires": 86400,
+        "result_extended": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "beat_schedule": beat_schedule,
+        "beat_scheduler": "app.beat_scheduler:ProbeDispatchScheduler",
+        "beat_schedule_filename": str(settings.instance_dir / "celerybeat-schedule"),
+    }
+    config.update(conf.model_extra or {})
+    return config
+
+
+def configure(settings: Settings) -> None:
+    """Apply settings to the ``celery`` instance (tasks stay registered).
+
+    Takes effect for connections and the result backend not yet opened: call it
+    before the first publish, as ``create_app`` does.
+    """
+    global _configured_with
+    activate(settings)
+    _configured_with = settings
+    celery.conf.update(build_config(settings))
+
+
+def celery_init_app(flask_app: Flask) -> Celery:
+    """Bind ``flask_app`` to the Celery instance (Flask's "Background Tasks with Celery" pattern)."""
+    global _flask_app
+    settings: Settings = flask_app.extensions["admin_mit.settings"]
+    if settings != _configured_with:
+        configure(settings)
+    _flask_app = flask_app
+    celery.set_default()
+    flask_app.extensions["celery"] = celery
+    return celery
+
+
+def get_flask_app() -> Flask:
+    """The process's Flask app, created on first use in a worker started without one."""
+    if _flask_app is None:
+        from app import create_app
+
+        create_app(active_settings())
+    assert _flask_app is not None
+    return _flask_app
+
+
+@signals.before_task_publish.connect
+def _translate_priority(properties: dict[str, Any], **_: Any) -> None:
+    properties["priority"] = priority.to_broker(properties.get("priority"))
+
+
+@signals.before_task_publish.connect
+def _remember_submitted(headers: dict[str, Any], **_: Any) -> None:
+    """Record that a task id was sent, so status can tell "queued" from "never existed"."""
+    task_id = headers.get("id")
+    client = getattr(celery.backend, "client", None)
+    if task_id and client is not None:
+        client.set(SUBMITTED_KEY.format(task_id), headers.get("task", ""), ex=celery.conf.result_expires)
+
+
+TASK_MODULES = ["app.tasks.network_probe_tasks"]
+
+celery = Celery("admin_mit", task_cls=FlaskTask, include=TASK_MODULES)
+configure(active_settings())

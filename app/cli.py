@@ -1,0 +1,430 @@
+"""The ``admin-mit`` command (a Flask CLI group: ``admin-mit db upgrade`` comes from Flask-Migrate).
+
+Every failure a user can cause — a bad option, an unknown id, broken
+configuration — ends in one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Any, NoReturn
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+
+from app.core.config import ConfigError, active_settings
+from app.core.embedded_redis import EmbeddedRedisError
+from app.services.errors import ServiceError
+
+PROG = "admin-mit"
+
+
+def _create_app() -> Flask:
+    from app import create_app
+
+    return create_app()
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"{PROG}: error: {message}", err=True)
+    sys.exit(code)
+
+
+class AdminMitGroup(FlaskGroup):
+    """FlaskGroup whose errors are one line each instead of a usage block or a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            _fail(f"{exc.format_message()}{hint}", 2)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            _fail("aborted", 1)
+        except (ConfigError, EmbeddedRedisError, ServiceError) as exc:
+            _fail(str(exc))
+        except SQLAlchemyError as exc:
+            _fail(_database_error(exc))
+        except RedisError as exc:
+            _fail(f"redis: {exc}")
+        return sys.exit(result if isinstance(result, int) else 0)
+
+
+def _database_error(exc: SQLAlchemyError) -> str:
+    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    missing_table = "no such table" in message or ("relation" in message and "does not exist" in message)
+    if isinstance(exc, ProgrammingError | OperationalError) and missing_table:
+        message += f" (run '{PROG} db upgrade' first)"
+    return f"database: {message}"
+
+
+cli = AdminMitGroup(create_app=_create_app, add_version_option=False, load_dotenv=False,
+                    help="admin-mit-backend: network probes on a Celery task queue.")
+
+
+def _ensure_redis() -> None:
+    """On the embedded default, start the private Redis (detached) if it is not running."""
+    settings = active_settings()
+    if settings.uses_embedded_redis:
+        from app.core.embedded_redis import ensure_running
+
+        ensure_running(settings)
+
+
+def _check_broker() -> None:
+    """Fail in one line now, rather than after Celery's reconnect attempts, if Redis is down."""
+    from kombu.exceptions import OperationalError
+
+    from app.celery_app import celery
+
+    try:
+        with celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+        client = getattr(celery.backend, "client", None)
+        if client is not None:
+            client.ping()
+    except (OperationalError, RedisError) as exc:
+        _fail(f"broker: {exc}")
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+# --- tenants ---------------------------------------------------------------------------------
+
+@cli.group()
+def tenant() -> None:
+    """Tenants: every probe belongs to one."""
+
+
+@tenant.command("add")
+@click.argument("name")
+@with_appcontext
+def tenant_add(name: str) -> None:
+    """Create a tenant."""
+    from app.services.tenants import create_tenant
+
+    created = create_tenant(name)
+    click.echo(f"tenant {created.id} {created.name!r} created")
+
+
+@tenant.command("list")
+@with_appcontext
+def tenant_list() -> None:
+    """List tenants."""
+    from app.services.tenants import list_tenants
+
+    for item in list_tenants():
+        click.echo(f"{item.id}\t{item.name}")
+
+
+# --- probes ----------------------------------------------------------------------------------
+
+def _json_option(value: str | None, name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg})", param_hint=name) from None
+
+
+def _headers(values: tuple[str, ...]) -> dict[str, str]:
+    headers = {}
+    for value in values:
+        key, sep, content = value.partition(":")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{value!r} is not 'Name: value'", param_hint="--header")
+        headers[key.strip()] = content.strip()
+    return headers
+
+
+@cli.group()
+def probe() -> None:
+    """Network probes: add, list, run, enable, disable, delete."""
+
+
+@probe.command("add")
+@click.option("--tenant", "tenant_ref", required=True, help="Tenant id or name.")
+@click.option("--name", required=True)
+@click.option("--protocol", required=True, help="http, https, websocket, tcp or udp.")
+@click.option("--target", required=True, help="URL (http/https/ws/wss) or host:port (tcp/udp).")
+@click.option("--interval", "interval_seconds", type=int, default=60, show_default=True, help="Seconds between runs.")
+@click.option("--timeout", "timeout_seconds", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option("--method", default="GET", show_default=True)
+@click.option("--header", "headers", multiple=True, help="'Name: value', repeatable.")
+@click.option("--body", default=None, help="Request body, or the payload sent by tcp/udp/websocket.")
+@click.option("--expect", default=None, help="Text the tcp/udp/websocket reply must contain.")
+@click.option("--conditions", default=None,
+              help='JSON, e.g. \'{"expected_status": [200], "body_contains": "ok", "max_response_time_ms": 500}\'.')
+@click.option("--no-verify-tls", is_flag=True, help="Accept untrusted certificates.")
+@click.option("--no-follow-redirects", is_flag=True)
+@click.option("--manual-only", is_flag=True, help="Never run on a schedule, only on demand.")
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+@with_appcontext
+def probe_add(tenant_ref: str, headers: tuple[str, ...], conditions: str | None, no_verify_tls: bool,
+              no_follow_redirects: bool, manual_only: bool, disabled: bool, **fields: Any) -> None:
+    """Create a probe."""
+    from app.services.probes import create_probe
+    from app.services.tenants import get_tenant
+
+    owner = get_tenant(tenant_ref)
+    data = {
+        **fields,
+        "headers": _headers(headers),
+        "conditions": _json_option(conditions, "--conditions") or {},
+        "verify_tls": not no_verify_tls,
+        "follow_redirects": not no_follow_redirects,
+        "auto_probe": not manual_only,
+        "enabled": not disabled,
+    }
+    created = create_probe(owner.id, data)
+    when = (time.strftime("%H:%M:%S", time.localtime(created.next_run_at / 1000))
+            if created.next_run_at else "not scheduled")
+    click.echo(f"probe {created.id} {created.name!r} created (tenant {owner.name}); first scheduled run: {when}")
+
+
+def _status_cell(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "never run"
+    timing = f" {entry['response_time_ms']:.0f}ms" if entry.get("response_time_ms") is not None else ""
+    return f"{entry['status']}{timing} @ {entry['checked_at'][:19]}"
+
+
+@probe.command("list")
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (default: all).")
+@with_appcontext
+def probe_list(tenant_ref: str | None) -> None:
+    """List probes with their latest status."""
+    from app.services import status_cache
+    from app.services.probes import list_probes
+    from app.services.tenants import get_tenant
+
+    tenant_id = get_tenant(tenant_ref).id if tenant_ref else None
+    probes = list_probes(tenant_id)
+    _ensure_redis()
+    latest: dict[int, dict[int, Any]] = {}
+    for tid in {p.tenant_id for p in probes}:
+        latest[tid] = status_cache.latest(tid, [p.id for p in probes if p.tenant_id == tid])
+    click.echo("ID\tTENANT\tNAME\tPROTOCOL\tTARGET\tINTERVAL\tSTATE\tLATEST")
+    for item in probes:
+        state = "enabled" if item.enabled else "disabled"
+        if item.enabled and not item.auto_probe:
+            state = "manual"
+        click.echo(
+            f"{item.id}\t{item.tenant_id}\t{item.name}\t{item.protocol}\t{item.target}\t"
+            f"{item.interval_seconds}s\t{state}\t{_status_cell(latest[item.tenant_id].get(item.id))}"
+        )
+
+
+def _probe_in(tenant_ref: str | None, probe_id: int) -> Any:
+    """A probe by id, checked against ``--tenant`` when given."""
+    from app.extensions import db
+    from app.models import Probe
+    from app.services.errors import NotFoundError
+    from app.services.probes import get_probe
+    from app.services.tenants import get_tenant
+
+    if tenant_ref:
+        return get_probe(get_tenant(tenant_ref).id, probe_id)
+    found = db.session.get(Probe, probe_id)
+    if found is None:
+        raise NotFoundError(f"probe {probe_id} not found")
+    return found
+
+
+@probe.command("run")
+@click.argument("probe_id", type=int)
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (checked against the probe).")
+@click.option("--queue", "via_queue", is_flag=True, help="Send it to a worker and wait, instead of running here.")
+@click.option("--priority", type=click.IntRange(0, 10), default=None, help="With --queue: 0-10, larger runs sooner.")
+@click.option("--wait", "wait_seconds", type=float, default=60.0, show_default=True, help="With --queue: seconds.")
+@with_appcontext
+def probe_run(probe_id: int, tenant_ref: str | None, via_queue: bool, priority: int | None,
+              wait_seconds: float) -> None:
+    """Run one probe now and print its result (stored as a manual run)."""
+    found = _probe_in(tenant_ref, probe_id)
+    _ensure_redis()
+    if via_queue:
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        from app.tasks.network_probe_tasks import execute_probe
+
+        _check_broker()
+        task = execute_probe.apply_async(
+            kwargs={"probe_id": found.id, "tenant_id": found.tenant_id, "probe_type": "manual"}, priority=priority
+        )
+        click.echo(f"task {task.id} queued", err=True)
+        try:
+            result = task.get(timeout=wait_seconds, propagate=False)
+        except CeleryTimeout:
+            _fail(f"no result within {wait_seconds:g}s (is a worker running on network_probes?); "
+                  f"check later with: {PROG} task status {task.id}")
+        if task.failed():
+            _fail(f"task {task.id} failed: {result}")
+    else:
+        from app.services import probe_runs
+
+        requests = probe_runs.run_requests([found.id], "manual", f"cli-{uuid.uuid4().hex}")
+        result = probe_runs.execute_runs(found.tenant_id, requests, "manual")[0]
+    _print_json(result)
+    if result.get("status") != "success":
+        sys.exit(3)
+
+
+def _set_enabled(probe_id: int, tenant_ref: str | None, enabled: bool) -> None:
+    from app.services.probes import update_probe
+
+    found = _probe_in(tenant_ref, probe_id)
+    update_probe(found.tenant_id, found.id, {"enabled": enabled})
+    click.echo(f"probe {found.id} {'enabled' if enabled else 'disabled'}")
+
+
+@probe.command("enable")
+@click.argument("probe_id", type=int)
+@click.option("--tenant", "tenant_ref", default=None)
+@with_appcontext
+def probe_enable(probe_id: int, tenant_ref: str | None) -> None:
+    """Put a probe back on its schedule."""
+    _set_enabled(probe_id, tenant_ref, True)
+
+
+@probe.command("disable")
+@click.argument("probe_id", type=int)
+@click.option("--tenant", "tenant_ref", default=None)
+@with_appcontext
+def probe_disable(probe_id: int, tenant_ref: str | None) -> None:
+    """Stop scheduling a probe (within one dispatch tick)."""
+    _set_enabled(probe_id, tenant_ref, False)
+
+
+@probe.command("delete")
+@click.argument("probe_id", type=int)
+@click.option("--tenant", "tenant_ref", default=None)
+@with_appcontext
+def probe_delete(probe_id: int, tenant_ref: str | None) -> None:
+    """Delete a probe and its results."""
+    from app.services.probes import delete_probe
+
+    found = _probe_in(tenant_ref, probe_id)
+    delete_probe(found.tenant_id, found.id)
+    click.echo(f"probe {probe_id} deleted")
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+@cli.group()
+def task() -> None:
+    """Celery tasks: status and revoke."""
+
+
+@task.command("status")
+@click.argument("task_id")
+def task_status(task_id: str) -> None:
+    """Show a task's state and result."""
+    _ensure_redis()
+    from app.celery_utils import get_task_status
+
+    status = get_task_status(task_id)
+    if not status["exists"]:
+        _fail(f"task {task_id} not found (never submitted, or its record expired)")
+    _print_json(status)
+
+
+@task.command("revoke")
+@click.argument("task_id")
+@click.option("--terminate", is_flag=True, help="Also kill it if it is running.")
+def task_revoke(task_id: str, terminate: bool) -> None:
+    """Revoke a task."""
+    _ensure_redis()
+    from app.celery_utils import revoke_task
+
+    result = revoke_task(task_id, terminate=terminate)
+    if not result["success"]:
+        _fail(f"task {task_id}: {result['error']}")
+    _print_json(result)
+
+
+# --- running the parts -----------------------------------------------------------------------
+
+def _exec_celery(command: list[str]) -> NoReturn:
+    from app.core.config import PROJECT_ROOT
+
+    _ensure_redis()
+    os.chdir(PROJECT_ROOT)
+    os.execv(command[0], command)
+
+
+@cli.command("worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--queues", "-Q", default=None, help="Comma-separated (default: all queues).")
+@click.option("--concurrency", "-c", type=int, default=None)
+@click.pass_context
+def worker(ctx: click.Context, queues: str | None, concurrency: int | None) -> None:
+    """Start a Celery worker (extra options go to `celery worker`)."""
+    from app.runner import worker_command
+
+    command = worker_command(active_settings().app.log_level.lower(), concurrency)
+    if queues:
+        command[command.index("-Q") + 1] = queues
+    _exec_celery(command + list(ctx.args))
+
+
+@cli.command("beat", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def beat(ctx: click.Context) -> None:
+    """Start beat: the periodic tasks and the probe dispatcher (extra options go to `celery beat`)."""
+    from app.runner import beat_command
+
+    _exec_celery(beat_command(active_settings().app.log_level.lower()) + list(ctx.args))
+
+
+@cli.command("redis")
+@click.option("--stop", is_flag=True, help="Stop a running embedded server.")
+def redis_server(stop: bool) -> None:
+    """Run the embedded Redis server in the foreground (redis.embedded: true)."""
+    from app.core import embedded_redis
+
+    settings = active_settings()
+    if not settings.redis.embedded:
+        _fail("redis.embedded is false: this deployment uses an external Redis")
+    if stop:
+        stopped = embedded_redis.stop(settings)
+        click.echo("embedded Redis stopped" if stopped else "embedded Redis was not running")
+        return
+    if embedded_redis.is_running(settings):
+        _fail(f"embedded Redis is already running at {settings.embedded_redis_socket}")
+    os.execv(embedded_redis.server_executable(),
+             embedded_redis.server_command(settings, daemonize=False))
+
+
+@cli.command("up")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: one per core).")
+@with_appcontext
+def up(concurrency: int | None) -> None:
+    """Migrate, then run Redis (embedded default), a worker on every queue and beat until Ctrl-C."""
+    from flask_migrate import upgrade
+
+    from app.runner import Supervisor, configure_logging
+
+    upgrade()
+    configure_logging()
+    sys.exit(Supervisor(active_settings(), concurrency).run())
+
+
+def main() -> None:
+    cli.main(prog_name=PROG)

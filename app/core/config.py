@@ -1,0 +1,289 @@
+"""YAML files + environment variables -> one typed, validated ``Settings`` object.
+
+Three files are read from the config directory (``config/`` in the project root,
+or ``$ADMIN_MIT_CONFIG_DIR``): ``app.yaml``, ``redis.yaml`` and ``database.yaml``.
+Each top-level key is a section. Any value can be overridden by an environment
+variable named ``ADMIN_MIT_<SECTION>__<KEY>`` (``ADMIN_MIT_REDIS__HOST=cache``,
+``ADMIN_MIT_CELERY__BROKER_URL=redis://…``); the value is read as a YAML scalar,
+so ``false``, ``6380`` and ``[json]`` mean what they look like.
+
+Every problem — a missing file, bad YAML, an unknown key, a wrong type — raises
+``ConfigError`` whose message is one line naming the file (or variable) and the
+key, so start-up can print it and stop.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENV_PREFIX = "ADMIN_MIT_"
+CONFIG_FILES = ("app.yaml", "redis.yaml", "database.yaml")
+
+
+class ConfigError(Exception):
+    """A configuration problem, described in one line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AppSection(_Section):
+    instance_path: str = "instance"
+    log_level: str = "INFO"
+    secret_key: str = ""
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+
+class RedisSection(_Section):
+    embedded: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    password: str = ""
+    db: int = Field(2, ge=0, le=15)
+
+
+class CelerySection(BaseModel):
+    """The guide's Celery keys, plus any other valid Celery setting name (lower case)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    broker_url: str = ""
+    result_backend: str = ""
+    task_serializer: str = "json"
+    result_serializer: str = "json"
+    accept_content: list[str] = ["json"]
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _extra_keys_are_celery_settings(self) -> "CelerySection":
+        from celery.app.defaults import NAMESPACES, flatten
+
+        known = {name for name, _ in flatten(NAMESPACES)}
+        for key in self.model_extra or {}:
+            if key not in known:
+                raise ValueError(f"{key}: not a Celery setting")
+        return self
+
+
+class DatabaseSection(_Section):
+    url: str = "sqlite:///instance/admin-mit.db"
+    echo: bool = False
+    pool_size: int = Field(5, ge=1, le=200)
+
+
+class ProbesSection(_Section):
+    dispatch_interval_seconds: float = Field(1.0, gt=0, le=60)
+    dispatch_batch_size: int = Field(50, ge=1, le=1000)
+    dispatch_max_claim: int = Field(5000, ge=1)
+    max_queue_backlog: int = Field(20000, ge=1)
+    batch_concurrency: int = Field(100, ge=1, le=2000)
+    min_interval_seconds: int = Field(5, ge=1)
+    default_timeout_seconds: float = Field(10.0, gt=0)
+    status_cache_ttl_seconds: int = Field(86400, ge=60)
+    cleanup_batch_size: int = Field(5000, ge=1)
+    # NetworkProbeTask's retry policy (the guide's: 3 retries, 60 s doubling, 600 s cap, jitter).
+    max_retries: int = Field(3, ge=0, le=20)
+    retry_backoff_seconds: int = Field(60, ge=1)
+    retry_backoff_max_seconds: int = Field(600, ge=1)
+    retry_jitter: bool = True
+
+
+class Settings(BaseModel):
+    """Everything the process knows about its surroundings, validated once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app: AppSection = AppSection()
+    redis: RedisSection = RedisSection()
+    celery: CelerySection = CelerySection()
+    database: DatabaseSection = DatabaseSection()
+    probes: ProbesSection = ProbesSection()
+    config_dir: Path = PROJECT_ROOT / "config"
+
+    @property
+    def instance_dir(self) -> Path:
+        path = Path(self.app.instance_path)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def embedded_redis_socket(self) -> Path:
+        return self.instance_dir / "redis.sock"
+
+    @property
+    def _redis_auth(self) -> str:
+        return f":{quote(self.redis.password, safe='')}@" if self.redis.password else ""
+
+    @property
+    def redis_url(self) -> str:
+        """URL for the application's own Redis client (status cache, task registry)."""
+        if self.redis.embedded:
+            return f"unix://{self._redis_auth}{self.embedded_redis_socket}?db={self.redis.db}"
+        return f"redis://{self._redis_auth}{self.redis.host}:{self.redis.port}/{self.redis.db}"
+
+    @property
+    def _celery_redis_url(self) -> str:
+        """The Redis URL in a form both kombu (broker) and Celery's Redis result backend accept."""
+        if self.redis.embedded:
+            return f"redis+socket://{self._redis_auth}{self.embedded_redis_socket}?virtual_host={self.redis.db}"
+        return self.redis_url
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery.broker_url or self._celery_redis_url
+
+    @property
+    def result_backend(self) -> str:
+        return self.celery.result_backend or self._celery_redis_url
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        """True when this project must run its private Redis (the status cache always uses it then)."""
+        return self.redis.embedded
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path anchored at the project root."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+            return prefix + str(PROJECT_ROOT / url[len(prefix):])
+        return url
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: {section}: expected a mapping of keys")
+    return data
+
+
+def _is_text_field(section: str, key: str) -> bool:
+    field = Settings.model_fields.get(section)
+    model = field.annotation if field else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return False
+    target = model.model_fields.get(key)
+    return target is not None and target.annotation is str
+
+
+def _env_overrides(environ: dict[str, str]) -> list[tuple[str, str, str, Any]]:
+    """(variable, section, key, value) for every ``ADMIN_MIT_<SECTION>__<KEY>`` variable.
+
+    Text settings (passwords, hosts, URLs) take the value verbatim, so ``0123``,
+    ``null`` or ``a: b`` stay the string they are; others are read as YAML scalars.
+    """
+    found = []
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = (part.lower() for part in name[len(ENV_PREFIX):].partition("__"))
+        value: Any = raw
+        if not _is_text_field(section, key) and raw.strip():
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+        found.append((name, section, key, value))
+    return found
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    err = exc.errors()[0]
+    location = ".".join(str(part) for part in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif err["type"] == "string_type":
+        message = "expected text (put the value in quotes)"
+    return location, message
+
+
+def load_settings(config_dir: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read, merge and validate the configuration, or raise ``ConfigError``."""
+    environ = dict(os.environ if environ is None else environ)
+    directory = Path(config_dir or environ.get("ADMIN_MIT_CONFIG_DIR") or PROJECT_ROOT / "config")
+    if not directory.is_absolute():
+        directory = Path.cwd() / directory
+
+    merged: dict[str, dict[str, Any]] = {}
+    origin: dict[tuple[str, str], str] = {}
+    for filename in CONFIG_FILES:
+        path = directory / filename
+        for section, values in _read_yaml(path).items():
+            merged.setdefault(section, {}).update(values)
+            for key in values:
+                origin[(section, key)] = str(path)
+            origin.setdefault((section, ""), str(path))
+    for variable, section, key, value in _env_overrides(environ):
+        merged.setdefault(section, {})[key] = value
+        origin[(section, key)] = f"environment {variable}"
+        origin.setdefault((section, ""), f"environment {variable}")
+
+    try:
+        return Settings(**merged, config_dir=directory)
+    except ValidationError as exc:
+        location, message = _first_error(exc)
+        section, _, rest = location.partition(".")
+        key = rest.split(".")[0] or message.partition(":")[0]
+        source = origin.get((section, key)) or origin.get((section, "")) or str(directory)
+        raise ConfigError(f"{source}: {location}: {message}") from None
+    except TypeError as exc:  # a section given as a scalar through the environment
+        raise ConfigError(f"{directory}: {exc}") from None
+
+
+_active: Settings | None = None
+
+
+def active_settings() -> Settings:
+    """The settings this process runs with: the last ``activate``d, else the files and environment."""
+    global _active
+    if _active is None:
+        _active = load_settings()
+    return _active
+
+
+def activate(settings: Settings) -> None:
+    global _active
+    _active = settings

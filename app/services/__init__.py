@@ -1,0 +1,1 @@
+"""Domain logic shared by the CLI, the Celery tasks and (later) the HTTP API."""

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from typing import Any
+
+from billiard.einfo import ExceptionInfo
+
+from app.celery_app import FlaskTask, get_flask_app
+from app.core.config import active_settings
+from app.services.errors import ServiceError
+from app.services.failures import record_task_failure
+
+
+_retry = active_settings().probes
+
+
+class NetworkProbeTask(FlaskTask):
+    """Base of every network probe task.
+
+    Any exception — a broker or database fault — is retried up to 3 times with
+    exponential backoff from 60 s, capped at 600 s, with full jitter (the
+    defaults of ``probes.max_retries``/``retry_*`` in config/app.yaml; Celery
+    reads them once, when the tasks are defined). A
+    ``ServiceError`` (bad input, a probe that does not exist) is permanent and is
+    not retried. When a task fails for good its failure is logged, stored in
+    ``task_failures`` and passed to the registered failure callbacks.
+    """
+
+    abstract = True
+    autoretry_for = (Exception,)
+    dont_autoretry_for = (ServiceError,)
+    max_retries = _retry.max_retries
+    retry_backoff = _retry.retry_backoff_seconds
+    retry_backoff_max = _retry.retry_backoff_max_seconds
+    retry_jitter = _retry.retry_jitter
+    acks_late = True
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   einfo: ExceptionInfo) -> None:
+        with get_flask_app().app_context():
+            record_task_failure(
+                task_id=task_id,
+                task_name=self.name,
+                args=list(args),
+                kwargs=dict(kwargs),
+                error=exc,
+                traceback=str(einfo),
+                retries=self.request.retries,
+            )

@@ -1,0 +1,367 @@
+"""Loopback target servers for probe tests and benchmarks.
+
+``LoopbackTargets`` starts, on 127.0.0.1 ephemeral ports and in background
+threads, everything a probe may be pointed at: HTTP and HTTPS (self-signed)
+servers with test routes, WebSocket echo servers (ws and wss) with a rejecting
+path, TCP echo/banner/silent servers and UDP echo/silent servers. It has no
+pytest dependency, so worker tests and benchmarks can use it as well::
+
+    with LoopbackTargets() as targets:
+        ...  # targets.http_url + "/ok", targets.tcp_echo, ...
+
+HTTP routes (any method): ``/ok``, ``/status/<code>``, ``/json``, ``/slow?ms=N``,
+``/hang`` (no answer until stop), ``/redirect?to=/ok`` (302), ``/loop`` (302 to
+itself), ``/echo`` (method, path, headers and body as JSON), ``/hold`` (blocks
+until ``release_hold()``). ``hits(path)`` counts requests received per path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import http
+import ipaddress
+import json
+import socket
+import ssl
+import tempfile
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Awaitable, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+HOST = "127.0.0.1"
+BANNER = b"READY\n"
+STARTUP_TIMEOUT = 10.0
+
+
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def make_self_signed_cert(directory: Path, days: int) -> tuple[Path, Path, datetime]:
+    """Certificate and key files for ``localhost`` / 127.0.0.1, and the certificate's expiry."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    # X.509 validity has second precision; round so callers can compare exactly.
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    not_after = now + timedelta(days=days)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(min(now, not_after) - timedelta(days=1))
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path, not_after
+
+
+class _State:
+    """What the HTTP handlers share with the test: hit counts and the events they wait on."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.hold_released = threading.Event()
+        self.lock = threading.Lock()
+        self.hits: collections.Counter[str] = collections.Counter()
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, state: _State, tls: ssl.SSLContext | None) -> None:
+        self.state = state
+        self.tls = tls
+        super().__init__((HOST, 0), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, tuple]:
+        sock, addr = super().get_request()
+        if self.tls is not None:
+            # Handshake in the handler thread (on first read), not in the accept loop.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients hanging up (timeouts, rejected certificates) are expected here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    timeout = 10  # idle keep-alive connections must not pin handler threads forever
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _respond(self, code: int, body: bytes = b"", content_type: str = "text/plain", **headers: str) -> None:
+        self.send_response(code)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _handle(self) -> None:
+        state = self.server.state
+        url = urlsplit(self.path)
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        with state.lock:
+            state.hits[url.path] += 1
+        request_body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        if url.path == "/ok":
+            self._respond(200, b"ok")
+        elif url.path.startswith("/status/"):
+            code = url.path.removeprefix("/status/")
+            if code.isdecimal() and 200 <= int(code) <= 599:
+                self._respond(int(code), f"status {code}".encode())
+            else:
+                self._respond(400, b"status must be 200..599")
+        elif url.path == "/json":
+            self._respond(200, json.dumps({"status": "ok", "items": [1, 2]}).encode(), "application/json")
+        elif url.path == "/slow":
+            state.stopping.wait(int(query.get("ms", "1000")) / 1000)
+            self._respond(200, b"ok")
+        elif url.path == "/hang":
+            state.stopping.wait()
+            self.close_connection = True
+        elif url.path == "/redirect":
+            self._respond(302, b"", Location=query.get("to", "/ok"))
+        elif url.path == "/loop":
+            self._respond(302, b"", Location="/loop")
+        elif url.path == "/echo":
+            echo = {
+                "method": self.command,
+                "path": self.path,
+                "headers": dict(self.headers.items()),
+                "body": request_body.decode("utf-8", errors="replace"),
+            }
+            self._respond(200, json.dumps(echo).encode(), "application/json")
+        elif url.path == "/hold":
+            state.hold_released.wait()
+            self._respond(200, b"released")
+        else:
+            self._respond(404, b"not found")
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+
+class _AsyncServers:
+    """WebSocket, TCP and UDP servers on one event loop in a background thread."""
+
+    def __init__(self, tls: ssl.SSLContext) -> None:
+        self.tls = tls
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="loopback-targets", daemon=True)
+        self.ports: dict[str, int] = {}
+        self._servers: list[asyncio.Server | Server] = []
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def start(self) -> None:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(STARTUP_TIMEOUT)
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(STARTUP_TIMEOUT)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(STARTUP_TIMEOUT)
+        self.loop.close()
+
+    async def _start(self) -> None:
+        for name, tls in (("ws", None), ("wss", self.tls)):
+            server = await serve(
+                self._ws_echo, HOST, 0, ssl=tls, process_request=self._ws_reject, close_timeout=1
+            )
+            self._add(name, server)
+        for name, handler in (
+            ("tcp_echo", _tcp_echo),
+            ("tcp_banner", _tcp_banner),
+            ("tcp_silent", _tcp_silent),
+        ):
+            self._add(name, await asyncio.start_server(self._tracked(handler), HOST, 0))
+        for name, protocol in (("udp_echo", _UdpEcho), ("udp_silent", asyncio.DatagramProtocol)):
+            transport, _ = await self.loop.create_datagram_endpoint(protocol, local_addr=(HOST, 0))
+            self._udp.append(transport)
+            self.ports[name] = transport.get_extra_info("sockname")[1]
+
+    def _add(self, name: str, server: asyncio.Server | Server) -> None:
+        self._servers.append(server)
+        self.ports[name] = next(iter(server.sockets)).getsockname()[1]
+
+    async def _stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for transport in self._udp:
+            transport.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await asyncio.gather(*(server.wait_closed() for server in self._servers), return_exceptions=True)
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    def _ws_reject(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/reject":
+            return connection.respond(http.HTTPStatus.FORBIDDEN, "forbidden\n")
+        return None
+
+    @staticmethod
+    async def _ws_echo(connection: ServerConnection) -> None:
+        async for message in connection:
+            await connection.send(message)
+
+    def _tracked(self, handler: _StreamHandler) -> _StreamHandler:
+        """Remember open connections so stop() can drop them; a client hanging up is fine."""
+
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._writers.add(writer)
+            try:
+                await handler(reader, writer)
+            except ConnectionError:
+                pass
+            finally:
+                self._writers.discard(writer)
+                writer.close()
+
+        return run
+
+
+_StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _tcp_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+
+
+async def _tcp_banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(BANNER)
+    await writer.drain()
+    await reader.read()  # keep the connection open until the client leaves
+
+
+async def _tcp_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read()
+
+
+class _UdpEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.transport.sendto(data, addr)  # type: ignore[attr-defined]
+
+
+class LoopbackTargets:
+    """Every kind of probe target, on 127.0.0.1, for as long as the context lasts."""
+
+    def __init__(self, cert_days: int = 30) -> None:
+        self.cert_days = cert_days
+        self._state = _State()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._http: list[_HTTPServer] = []
+        self._async: _AsyncServers | None = None
+
+    def start(self) -> LoopbackTargets:
+        self._tmp = tempfile.TemporaryDirectory(prefix="loopback-targets-")
+        self.cert_path, key_path, self.cert_not_after = make_self_signed_cert(Path(self._tmp.name), self.cert_days)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(self.cert_path, key_path)
+
+        self._http = [_HTTPServer(self._state, None), _HTTPServer(self._state, tls)]
+        for server in self._http:
+            name = f"http-target-{server.server_address[1]}"
+            threading.Thread(target=server.serve_forever, args=(0.05,), name=name, daemon=True).start()
+        self.http_port = self._http[0].server_address[1]
+        self.https_port = self._http[1].server_address[1]
+        self.http_url = f"http://{HOST}:{self.http_port}"
+        self.https_url = f"https://{HOST}:{self.https_port}"
+
+        self._async = _AsyncServers(tls)
+        self._async.start()
+        ports = self._async.ports
+        self.ws_url = f"ws://{HOST}:{ports['ws']}/echo"
+        self.ws_reject_url = f"ws://{HOST}:{ports['ws']}/reject"
+        self.wss_url = f"wss://{HOST}:{ports['wss']}/echo"
+        self.tcp_echo, self.tcp_banner, self.tcp_silent, self.udp_echo, self.udp_silent = (
+            f"{HOST}:{ports[name]}" for name in ("tcp_echo", "tcp_banner", "tcp_silent", "udp_echo", "udp_silent")
+        )
+        return self
+
+    def stop(self) -> None:
+        """Stop everything; handlers blocked in /hang, /hold or /slow are released first."""
+        self._state.stopping.set()
+        self._state.hold_released.set()
+        for server in self._http:
+            server.shutdown()
+            server.server_close()
+        self._http = []
+        if self._async is not None:
+            self._async.stop()
+            self._async = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def hits(self, path: str) -> int:
+        """Requests received (HTTP and HTTPS together) for ``path``, query string excluded."""
+        with self._state.lock:
+            return self._state.hits[path]
+
+    def release_hold(self) -> None:
+        """Let every waiting and future ``/hold`` request answer, until ``reset()``."""
+        self._state.hold_released.set()
+
+    def reset(self) -> None:
+        """Forget hit counts and make ``/hold`` block again."""
+        with self._state.lock:
+            self._state.hits.clear()
+        self._state.hold_released.clear()
+
+    def __enter__(self) -> LoopbackTargets:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

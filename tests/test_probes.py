@@ -1,0 +1,606 @@
+"""The probe engine against real loopback servers (tests/targets.py, the ``targets`` fixture in conftest)."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.probes import (
+    PROBERS,
+    PROTOCOLS,
+    Conditions,
+    ProbeOutcome,
+    ProbeSpec,
+    ProbeStatus,
+    UnknownProtocolError,
+    evaluate,
+    get_prober,
+    run_many,
+    run_probe,
+    validate_target,
+)
+from tests.targets import LoopbackTargets, free_port
+
+pytestmark = pytest.mark.timeout(30)
+
+SHORT = 0.5  # timeout for probes that are meant to time out
+
+
+def run(spec: ProbeSpec, conditions: dict[str, Any] | None = None) -> ProbeOutcome:
+    return asyncio.run(run_probe(spec, Conditions.parse(conditions)))
+
+
+def localhost(url: str) -> str:
+    """The same target by name, so the probe has a DNS phase."""
+    return url.replace("127.0.0.1", "localhost")
+
+
+# --- HTTP ----------------------------------------------------------------------------
+
+
+def test_http_ok_reports_status_body_and_phases(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/ok"))
+
+    assert outcome.status is ProbeStatus.SUCCESS, outcome.error
+    assert (outcome.status_code, outcome.body, outcome.bytes_read) == (200, "ok", 2)
+    assert outcome.headers["content-type"] == "text/plain"
+    timings = outcome.timings
+    assert timings.dns_ms is None  # an IP literal is not resolved
+    assert timings.tls_ms is None
+    assert None not in (timings.connect_ms, timings.processing_ms, timings.transfer_ms)
+    assert outcome.response_time_ms is not None and outcome.response_time_ms > 0
+
+
+def test_http_by_name_times_dns_and_keeps_host_header(targets: LoopbackTargets) -> None:
+    url = localhost(targets.http_url) + "/echo"
+    outcome = run(ProbeSpec("http", url, method="POST", headers={"X-Probe": "1"}, body="payload"))
+
+    assert outcome.status is ProbeStatus.SUCCESS, outcome.error
+    assert outcome.timings.dns_ms is not None
+    echo = json.loads(outcome.body)
+    assert echo["method"] == "POST"
+    assert echo["body"] == "payload"
+    assert echo["headers"]["Host"] == f"localhost:{targets.http_port}"
+    assert echo["headers"]["X-Probe"] == "1"
+
+
+def test_http_connection_refused(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", f"http://127.0.0.1:{free_port()}/ok"))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "connection refused"
+
+
+def test_http_no_answer_times_out(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/hang", timeout=SHORT))
+
+    assert outcome.status is ProbeStatus.TIMEOUT
+    assert outcome.error == "no response within 0.5s"
+    assert outcome.timings.connect_ms is not None  # it got as far as connecting
+
+
+def test_http_error_status_fails_by_default(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/status/503"))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.status_code == 503
+    assert outcome.error == "status 503 not in 200-399"
+
+
+def test_http_expected_status(targets: LoopbackTargets) -> None:
+    expected_503 = run(ProbeSpec("http", targets.http_url + "/status/503"), {"expected_status": [503]})
+    wrong = run(ProbeSpec("http", targets.http_url + "/status/500"), {"expected_status": [200]})
+
+    assert expected_503.status is ProbeStatus.SUCCESS
+    assert wrong.status is ProbeStatus.FAILED
+    assert wrong.error == "status 500 not in [200]"
+
+
+def test_body_contains(targets: LoopbackTargets) -> None:
+    spec = ProbeSpec("http", targets.http_url + "/ok")
+
+    assert run(spec, {"body_contains": "ok"}).status is ProbeStatus.SUCCESS
+    missing = run(spec, {"body_contains": "hello"})
+    assert missing.status is ProbeStatus.FAILED
+    assert missing.error == "body does not contain 'hello'"
+
+
+def test_body_regex(targets: LoopbackTargets) -> None:
+    spec = ProbeSpec("http", targets.http_url + "/json")
+
+    assert run(spec, {"body_regex": r'"status":\s*"ok"'}).status is ProbeStatus.SUCCESS
+    mismatch = run(spec, {"body_regex": r'"status":\s*"down"'})
+    assert mismatch.status is ProbeStatus.FAILED
+    assert mismatch.error == 'body does not match /"status":\\s*"down"/'
+
+
+@pytest.mark.parametrize(
+    ("path", "equals", "error"),
+    [
+        ("items.1", 2, None),
+        ("status", "ok", None),
+        ("status", "down", 'json path status is "ok", expected "down"'),
+        ("items.0", True, "json path items.0 is 1, expected true"),
+        ("items.5", 1, "json path items.5 not found"),
+        ("status.deeper", 1, "json path status.deeper not found"),
+    ],
+)
+def test_json_path(targets: LoopbackTargets, path: str, equals: Any, error: str | None) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/json"), {"json_path": {"path": path, "equals": equals}})
+
+    assert outcome.error == error
+    assert outcome.status is (ProbeStatus.SUCCESS if error is None else ProbeStatus.FAILED)
+
+
+def test_json_path_on_a_non_json_body(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/ok"), {"json_path": {"path": "a", "equals": 1}})
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "body is not JSON"
+
+
+def test_max_response_time(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/slow?ms=300"), {"max_response_time_ms": 100})
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error.startswith("response time ")
+    assert outcome.error.endswith(" ms > 100 ms")
+
+
+def test_several_failed_checks_are_all_reported(targets: LoopbackTargets) -> None:
+    outcome = run(
+        ProbeSpec("http", targets.http_url + "/status/500"),
+        {"expected_status": [200], "body_contains": "ok"},
+    )
+
+    assert outcome.error == "status 500 not in [200]; body does not contain 'ok'"
+
+
+def test_redirect_followed(targets: LoopbackTargets) -> None:
+    before = targets.hits("/json")
+    outcome = run(ProbeSpec("http", targets.http_url + "/redirect?to=/json"))
+
+    assert outcome.status is ProbeStatus.SUCCESS
+    assert outcome.status_code == 200
+    assert '"items"' in outcome.body
+    assert targets.hits("/json") == before + 1
+
+
+def test_redirect_not_followed(targets: LoopbackTargets) -> None:
+    before = targets.hits("/json")
+    outcome = run(ProbeSpec("http", targets.http_url + "/redirect?to=/json", follow_redirects=False))
+
+    assert outcome.status is ProbeStatus.SUCCESS  # 3xx is fine by default
+    assert outcome.status_code == 302
+    assert outcome.headers["location"] == "/json"
+    assert targets.hits("/json") == before
+
+
+def test_post_redirected_with_302_becomes_get(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/redirect?to=/echo", method="POST", body="x"))
+
+    echo = json.loads(outcome.body)
+    assert (echo["method"], echo["body"]) == ("GET", "")
+
+
+def test_redirect_loop_fails(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/loop"))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "more than 10 redirects"
+
+
+def test_body_read_is_capped(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/json", max_body_bytes=5))
+
+    assert outcome.status is ProbeStatus.SUCCESS
+    assert (outcome.bytes_read, outcome.body) == (5, '{"sta')
+
+
+def test_dns_failure_is_an_error(targets: LoopbackTargets, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_such_host(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)  # no real DNS query leaves the machine
+    outcome = run(ProbeSpec("http", "http://nowhere.example/"))
+
+    assert outcome.status is ProbeStatus.ERROR
+    assert outcome.error == "could not resolve host 'nowhere.example': Name or service not known"
+    assert outcome.timings.dns_ms is not None
+
+
+# --- HTTPS ---------------------------------------------------------------------------
+
+
+def test_https_self_signed_with_verification_is_an_error(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("https", targets.https_url + "/ok"))
+
+    assert outcome.status is ProbeStatus.ERROR
+    assert outcome.error == "certificate not trusted: self-signed certificate"
+
+
+def test_https_without_verification_succeeds_with_all_phases(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("https", localhost(targets.https_url) + "/ok", verify_tls=False))
+
+    assert outcome.status is ProbeStatus.SUCCESS, outcome.error
+    assert outcome.body == "ok"
+    assert outcome.cert_expires_at == targets.cert_not_after
+    timings = outcome.timings
+    assert None not in (timings.dns_ms, timings.connect_ms, timings.tls_ms, timings.processing_ms, timings.transfer_ms)
+
+
+def test_min_cert_days(targets: LoopbackTargets) -> None:
+    spec = ProbeSpec("https", targets.https_url + "/ok", verify_tls=False)
+
+    assert run(spec, {"min_cert_days": 14}).status is ProbeStatus.SUCCESS  # 30-day certificate
+    too_few = run(spec, {"min_cert_days": 60})
+    assert too_few.status is ProbeStatus.FAILED
+    assert too_few.error == "certificate expires in 29 days (< 60)"
+
+
+def test_min_cert_days_with_a_short_lived_certificate() -> None:
+    with LoopbackTargets(cert_days=3) as short_lived:
+        outcome = run(
+            ProbeSpec("https", short_lived.https_url + "/ok", verify_tls=False), {"min_cert_days": 14}
+        )
+
+    assert outcome.cert_expires_at == short_lived.cert_not_after
+    assert outcome.error == "certificate expires in 2 days (< 14)"
+
+
+# --- WebSocket -----------------------------------------------------------------------
+
+
+def test_websocket_echo(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("websocket", targets.ws_url, body="hello", expect="hell"))
+
+    assert outcome.status is ProbeStatus.SUCCESS, outcome.error
+    assert (outcome.body, outcome.bytes_read) == ("hello", 5)
+    timings = outcome.timings
+    assert timings.dns_ms is None and timings.tls_ms is None
+    assert None not in (timings.connect_ms, timings.processing_ms, timings.transfer_ms)
+
+
+def test_websocket_connect_only(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("websocket", targets.ws_url))
+
+    assert outcome.status is ProbeStatus.SUCCESS
+    assert outcome.body is None
+    assert outcome.timings.transfer_ms is None
+
+
+def test_wss_verification(targets: LoopbackTargets) -> None:
+    trusted = run(ProbeSpec("websocket", targets.wss_url))
+    untrusted_ok = run(ProbeSpec("websocket", localhost(targets.wss_url), verify_tls=False, body="x", expect="x"))
+
+    assert trusted.status is ProbeStatus.ERROR
+    assert trusted.error == "certificate not trusted: self-signed certificate"
+    assert untrusted_ok.status is ProbeStatus.SUCCESS, untrusted_ok.error
+    assert untrusted_ok.timings.dns_ms is not None
+    assert untrusted_ok.timings.tls_ms is not None
+
+
+def test_websocket_handshake_rejected(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("websocket", targets.ws_reject_url))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.status_code == 403
+    assert outcome.error == "handshake rejected with HTTP 403"
+
+
+def test_websocket_refused() -> None:
+    outcome = run(ProbeSpec("websocket", f"ws://127.0.0.1:{free_port()}/"))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "connection refused"
+
+
+def test_websocket_expected_message_never_comes(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("websocket", targets.ws_url, expect="bye", timeout=SHORT))
+
+    assert outcome.status is ProbeStatus.TIMEOUT
+    assert outcome.error == "expected 'bye' not received within 0.5s"
+
+
+def test_websocket_other_message_than_expected(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("websocket", targets.ws_url, body="hello", expect="bye", timeout=SHORT))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "expected 'bye' not received (got 'hello')"
+
+
+# --- TCP -----------------------------------------------------------------------------
+
+
+def test_tcp_banner_expected(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("tcp", targets.tcp_banner, expect="READY"))
+
+    assert outcome.status is ProbeStatus.SUCCESS, outcome.error
+    assert outcome.body == "READY\n"
+    assert outcome.timings.connect_ms is not None
+    assert outcome.timings.processing_ms is not None
+
+
+def test_tcp_echo_with_payload(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("tcp", targets.tcp_echo, body="ping\n", expect="ping"))
+
+    assert outcome.status is ProbeStatus.SUCCESS, outcome.error
+    assert outcome.body == "ping\n"
+
+
+def test_tcp_connect_only(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("tcp", localhost(targets.tcp_silent)))
+
+    assert outcome.status is ProbeStatus.SUCCESS
+    assert outcome.timings.dns_ms is not None
+    assert outcome.timings.connect_ms is not None
+    assert outcome.timings.processing_ms is None  # nothing was awaited
+
+
+def test_tcp_silent_server_times_out(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("tcp", targets.tcp_silent, expect="READY", timeout=SHORT))
+
+    assert outcome.status is ProbeStatus.TIMEOUT
+    assert outcome.error == "expected 'READY' not received within 0.5s"
+
+
+def test_tcp_wrong_banner_fails(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("tcp", targets.tcp_banner, expect="220 ", timeout=SHORT))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "expected '220 ' not received (got 'READY\\n')"
+
+
+def test_tcp_refused() -> None:
+    outcome = run(ProbeSpec("tcp", f"127.0.0.1:{free_port()}"))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "connection refused"
+
+
+# --- UDP -----------------------------------------------------------------------------
+
+
+def test_udp_echo(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("udp", targets.udp_echo, body="ping", expect="ping"))
+
+    assert outcome.status is ProbeStatus.SUCCESS, outcome.error
+    assert (outcome.body, outcome.bytes_read) == ("ping", 4)
+    assert outcome.timings.processing_ms is not None
+
+
+def test_udp_reply_without_expected_text(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("udp", targets.udp_echo, body="ping", expect="pong"))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "expected 'pong' not received (got 'ping')"
+
+
+def test_udp_silent_times_out(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("udp", targets.udp_silent, timeout=SHORT))
+
+    assert outcome.status is ProbeStatus.TIMEOUT
+    assert outcome.error == "no reply within 0.5s"
+
+
+def test_udp_port_unreachable() -> None:
+    outcome = run(ProbeSpec("udp", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", timeout=5))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "port unreachable"
+
+
+# --- targets, conditions, registry -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("protocol", "target", "normalised"),
+    [
+        ("http", "http://Example.COM:8080/health?x=1", "http://example.com:8080/health?x=1"),
+        ("https", "  https://example.com/  ", "https://example.com/"),
+        ("websocket", "ws://example.com/socket", "ws://example.com/socket"),
+        ("websocket", "wss://example.com", "wss://example.com"),
+        ("tcp", "DB.internal:5432", "db.internal:5432"),
+        ("udp", "[::1]:53", "[::1]:53"),
+        ("udp", "10.0.0.1:161", "10.0.0.1:161"),
+    ],
+)
+def test_validate_target_accepts(protocol: str, target: str, normalised: str) -> None:
+    assert validate_target(protocol, target) == normalised
+
+
+@pytest.mark.parametrize(
+    ("protocol", "target", "message"),
+    [
+        ("http", "https://example.com", "http targets must start with http://"),
+        ("https", "example.com", "https targets must start with https://"),
+        ("websocket", "http://example.com", "websocket targets must start with ws:// or wss://"),
+        ("http", "http:///path", "the URL has no host"),
+        ("https", "https://example.com:70000/", "port must be a number from 1 to 65535, got '70000'"),
+        ("http", "http://exa mple.com/", "target must not contain whitespace"),
+        ("tcp", "", "target is empty"),
+        ("tcp", "example.com", "expected host:port, got 'example.com'"),
+        ("tcp", ":80", "host is empty"),
+        ("tcp", "example.com:0", "port must be a number from 1 to 65535, got '0'"),
+        ("tcp", "example.com:http", "port must be a number from 1 to 65535, got 'http'"),
+        ("udp", "::1:53", "write IPv6 addresses in brackets, e.g. [::1]:53"),
+        ("udp", "[::zz]:53", "'::zz' is not an IPv6 address"),
+        ("tcp", "tcp://example.com:80", "expected host:port without a scheme or path, got 'tcp://example.com:80'"),
+    ],
+)
+def test_validate_target_rejects(protocol: str, target: str, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        validate_target(protocol, target)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"expected_status": [99]}, "expected_status.0"),
+        ({"expected_status": []}, "expected_status"),
+        ({"expected_status": "200"}, "expected_status"),
+        ({"body_regex": "(unclosed"}, "body_regex"),
+        ({"json_path": {"path": "a"}}, "json_path.equals"),
+        ({"json_path": {"path": "", "equals": 1}}, "json_path.path"),
+        ({"max_response_time_ms": 0}, "max_response_time_ms"),
+        ({"min_cert_days": -1}, "min_cert_days"),
+        ({"body_contains": "x", "bogus": 1}, "bogus"),
+    ],
+)
+def test_conditions_parse_names_the_bad_field(data: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError) as error:
+        Conditions.parse(data)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid conditions: {field}: ")
+
+
+def test_conditions_parse_accepts_empty_and_full() -> None:
+    assert Conditions.parse(None) == Conditions()
+    full = Conditions.parse(
+        {
+            "expected_status": [200, 204],
+            "body_contains": "ok",
+            "body_regex": "o+k",
+            "json_path": {"path": "a.0", "equals": None},
+            "max_response_time_ms": 250.5,
+            "min_cert_days": 0,
+        }
+    )
+    assert full.json_path is not None and full.json_path.equals is None
+
+
+def test_conditions_leave_unsuccessful_outcomes_alone() -> None:
+    timeout = ProbeOutcome(ProbeStatus.TIMEOUT, error="no response within 1s")
+
+    assert evaluate(timeout, Conditions(body_contains="ok")) is timeout
+
+
+def test_registry_and_unknown_protocol() -> None:
+    assert set(PROBERS) == set(PROTOCOLS) == {"http", "https", "websocket", "tcp", "udp"}
+    with pytest.raises(UnknownProtocolError) as error:
+        get_prober("gopher")
+    assert str(error.value) == "unknown protocol 'gopher'; expected one of: http, https, websocket, tcp, udp"
+    with pytest.raises(UnknownProtocolError):
+        validate_target("gopher", "x:1")
+
+    outcome = run(ProbeSpec("gopher", "x:1"))
+    assert outcome.status is ProbeStatus.ERROR
+    assert outcome.error.startswith("unknown protocol 'gopher'")
+
+
+def _swap_prober(monkeypatch: pytest.MonkeyPatch, prober: Callable[[ProbeSpec], Any]) -> None:
+    monkeypatch.setitem(PROBERS, "tcp", prober)
+
+
+def test_run_probe_turns_a_crash_into_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def crashing(spec: ProbeSpec) -> ProbeOutcome:
+        raise RuntimeError("prober bug")
+
+    _swap_prober(monkeypatch, crashing)
+    outcome = run(ProbeSpec("tcp", "127.0.0.1:1"))
+
+    assert outcome.status is ProbeStatus.ERROR
+    assert outcome.error == "prober bug"
+
+
+def test_run_probe_stops_a_prober_that_overruns(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def hanging(spec: ProbeSpec) -> ProbeOutcome:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    _swap_prober(monkeypatch, hanging)
+    monkeypatch.setattr("app.probes.TIMEOUT_GRACE", 0.1)
+    outcome = run(ProbeSpec("tcp", "127.0.0.1:1", timeout=0.2))
+
+    assert outcome.status is ProbeStatus.TIMEOUT
+    assert outcome.error == "no result within 0.2s"
+
+
+def test_run_many_keeps_input_order(targets: LoopbackTargets) -> None:
+    specs = [
+        (ProbeSpec("http", targets.http_url + "/slow?ms=200"), None),
+        (ProbeSpec("udp", targets.udp_echo, body="u"), None),
+        (ProbeSpec("http", targets.http_url + "/status/500"), None),
+        (ProbeSpec("tcp", targets.tcp_banner, expect="READY"), Conditions(body_contains="nope")),
+        (ProbeSpec("websocket", targets.ws_url), None),
+    ]
+    outcomes = asyncio.run(run_many(specs, concurrency=5))
+
+    assert [o.status for o in outcomes] == [
+        ProbeStatus.SUCCESS,
+        ProbeStatus.SUCCESS,
+        ProbeStatus.FAILED,
+        ProbeStatus.FAILED,
+        ProbeStatus.SUCCESS,
+    ]
+    assert outcomes[0].body == "ok" and outcomes[1].body == "u" and outcomes[2].status_code == 500
+    assert outcomes[3].error == "body does not contain 'nope'"
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def test_run_many_bounds_concurrency(targets: LoopbackTargets) -> None:
+    targets.reset()
+    specs = [(ProbeSpec("http", targets.http_url + "/hold"), None) for _ in range(5)]
+
+    async def scenario() -> tuple[int, list[ProbeOutcome]]:
+        batch = asyncio.create_task(run_many(specs, concurrency=2))
+        await _until(lambda: targets.hits("/hold") == 2)
+        await asyncio.sleep(0.3)  # room for a third request to arrive, if the bound leaked
+        in_flight = targets.hits("/hold")
+        targets.release_hold()
+        return in_flight, await batch
+
+    in_flight, outcomes = asyncio.run(scenario())
+
+    assert in_flight == 2
+    assert [o.body for o in outcomes] == ["released"] * 5
+    assert targets.hits("/hold") == 5
+
+
+def test_targets_stop_while_clients_hold_connections() -> None:
+    held = LoopbackTargets().start()
+    host, port = held.tcp_silent.split(":")
+    tcp = socket.create_connection((host, int(port)))
+    hang = socket.create_connection(("127.0.0.1", held.http_port))
+    hang.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+    hold = socket.create_connection(("127.0.0.1", held.http_port))
+    hold.sendall(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+    asyncio.run(_until(lambda: held.hits("/hang") == 1 and held.hits("/hold") == 1))
+
+    held.stop()
+
+    for sock in (tcp, hang, hold):
+        sock.settimeout(5)
+        with sock:
+            sock.recv(1024)  # answered or closed, not left hanging
+
+
+def test_probe_package_imports_only_its_allowed_dependencies() -> None:
+    allowed = set(sys.stdlib_module_names) | {"httpx", "websockets", "cryptography", "pydantic"}
+    package = Path(__file__).resolve().parent.parent / "app" / "probes"
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                own = name == "app.probes" or name.startswith("app.probes.")
+                assert own or name.split(".")[0] in allowed, f"{source.name} imports {name}"
