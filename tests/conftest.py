@@ -190,12 +190,13 @@ def _bound(flask_app: Flask) -> Iterator[Flask]:
 
 @pytest.fixture
 def worker(clean_redis: redis.Redis) -> Iterator[object]:
-    """A real Celery worker in this process (solo pool), consuming every queue."""
+    """A real Celery worker in this process, consuming every queue: one task at a time, on a thread
+    so it still answers inspect and revoke while a task runs."""
     from celery.contrib.testing.worker import start_worker
 
     import app.tasks.network_probe_tasks  # noqa: F401  (register the tasks)
 
-    with start_worker(celery, pool="solo", concurrency=1, perform_ping_check=False,
+    with start_worker(celery, pool="threads", concurrency=1, perform_ping_check=False,
                       queues=list(QUEUES), loglevel="WARNING", shutdown_timeout=30) as started:
         yield started
 
