@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select
@@ -64,7 +65,10 @@ class ProbeInput(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ProbeInput":
-        self.target = validate_target(self.protocol, self.target)
+        try:
+            self.target = validate_target(self.protocol, self.target)
+        except ValueError as exc:
+            raise ValueError(f"target: {exc}") from None
         minimum = active_settings().probes.min_interval_seconds
         if self.interval_seconds < minimum:
             raise ValueError(f"interval_seconds: must be at least {minimum}")
@@ -93,9 +97,11 @@ def _check_group(tenant_id: int, group_id: int | None) -> None:
         raise NotFoundError(f"probe group {group_id} not found")
 
 
-def _commit(name: str) -> None:
+@contextmanager
+def _unique_name(name: str) -> Iterator[None]:
+    """Turn the database's unique (tenant, name) violation into a ConflictError, leaving nothing behind."""
     try:
-        db.session.commit()
+        yield
     except IntegrityError:
         db.session.rollback()
         raise ConflictError(f"a probe named {name!r} already exists in this tenant") from None
@@ -105,10 +111,11 @@ def create_probe(tenant_id: int, data: dict[str, Any]) -> Probe:
     fields = _validated(data)
     _check_group(tenant_id, fields.group_id)
     probe = Probe(tenant_id=tenant_id, **fields.model_dump())
-    db.session.add(probe)
-    db.session.flush()
-    scheduling.reschedule(probe)
-    _commit(fields.name)
+    with _unique_name(fields.name):
+        db.session.add(probe)
+        db.session.flush()  # the id spreads the first slot
+        scheduling.reschedule(probe)
+        db.session.commit()
     return probe
 
 
@@ -121,11 +128,12 @@ def update_probe(tenant_id: int, probe_id: int, changes: dict[str, Any]) -> Prob
     timing_changed = any(
         getattr(probe, name) != getattr(fields, name) for name in ("interval_seconds", "enabled", "auto_probe")
     )
-    for name, value in fields.model_dump().items():
-        setattr(probe, name, value)
-    if timing_changed:
-        scheduling.reschedule(probe)
-    _commit(fields.name)
+    with _unique_name(fields.name):
+        for name, value in fields.model_dump().items():
+            setattr(probe, name, value)
+        if timing_changed:
+            scheduling.reschedule(probe)
+        db.session.commit()
     return probe
 
 
