@@ -24,7 +24,7 @@ from app.celery_app import celery
 from app.celery_utils import get_task_status
 from app.extensions import db
 from app.models import Probe, ProbeResult, TaskFailure
-from app.services import status_cache
+from app.services import probe_runs, status_cache
 from app.services.failures import FailureInfo, register_failure_callback, unregister_failure_callback
 from app.core.config import active_settings, load_settings
 from app.tasks.network_probe_tasks import (
@@ -193,6 +193,24 @@ class TestExecuteBatchProbesTask:
         [stored] = results_of(probe.id)
         assert stored.run_key == "auto:1700000000000"
         assert stored.scheduled_for == datetime.fromtimestamp(1_700_000_000, timezone.utc)
+
+
+    def test_scheduled_batch_that_waited_too_long_is_dropped_and_counted(
+        self, pg_app: Flask, worker: object, targets: LoopbackTargets, clean_redis: Any
+    ) -> None:
+        tenant = make_tenant()
+        probes = [make_probe(tenant.id, f"{targets.http_url}/ok") for _ in range(3)]
+        targets.reset()
+        stale = execute_batch_probes.apply_async(
+            kwargs={"probe_ids": [p.id for p in probes], "tenant_id": tenant.id, "probe_type": "auto",
+                    "scheduled_for": {str(p.id): 1_700_000_000_000 for p in probes}},
+            expires=datetime.now(timezone.utc) - timedelta(seconds=1),
+        )
+
+        wait_for(lambda: clean_redis.get(probe_runs.EXPIRED_COUNTER) == "3", what="the expired runs to be counted")
+        assert AsyncResult(stale.id, app=celery).state == "REVOKED"
+        assert targets.hits("/ok") == 0
+        assert all(results_of(p.id) == [] for p in probes)
 
 
 class TestScheduleAutoProbesTask:

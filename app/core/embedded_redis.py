@@ -58,7 +58,7 @@ def server_command(settings: Settings, daemonize: bool) -> list[str]:
         "--unixsocketperm", "700",
         "--dir", str(instance),
         "--dbfilename", "embedded-redis.rdb",
-        "--save", "60 1",
+        "--save", "60", "1",  # separate words: "60 1" as one would disable saving
         "--appendonly", "no",
         "--pidfile", str(instance / "embedded-redis.pid"),
         "--logfile", str(instance / "embedded-redis.log") if daemonize else "",

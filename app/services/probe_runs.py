@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PROBE_TYPES = ("manual", "auto")
 DUPLICATES_COUNTER = "admin_mit:stats:duplicate-runs"
+EXPIRED_COUNTER = "admin_mit:stats:expired-runs"
 
 
 @dataclass(frozen=True)
@@ -170,3 +171,8 @@ def _after_store(tenant_id: int, rows: list[dict[str, Any]], duplicates: int) ->
     if duplicates:
         log.warning("skipped %d probe runs already stored (redelivered message)", duplicates)
         get_redis().incrby(DUPLICATES_COUNTER, duplicates)
+
+
+def count_expired_runs(runs: int) -> None:
+    log.warning("dropped %d scheduled probe runs that waited past their next slot", runs)
+    get_redis().incrby(EXPIRED_COUNTER, runs)

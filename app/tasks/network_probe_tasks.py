@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from celery import Task, signals
+
 from app.celery_app import celery
 from app.services import probe_runs, retention, scheduling
 from app.services.dispatch import dispatch_due
@@ -57,3 +59,11 @@ def schedule_auto_probes(self: NetworkProbeTask) -> dict[str, Any]:
 def cleanup_old_results(self: NetworkProbeTask, days: int = 30) -> dict[str, Any]:
     """Delete probe results older than ``days`` days, in bounded batches."""
     return retention.cleanup_old_results(days)
+
+
+@signals.task_revoked.connect
+def _count_expired_runs(sender: Task | None = None, request: Any = None, expired: bool = False,
+                        **_: Any) -> None:
+    """A scheduled batch that waited past its probes' next slot is dropped; count the runs lost."""
+    if expired and sender is not None and sender.name == execute_batch_probes.name:
+        probe_runs.count_expired_runs(len(request.kwargs.get("probe_ids") or []))
