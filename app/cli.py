@@ -24,6 +24,8 @@ from app.core.embedded_redis import EmbeddedRedisError
 from app.services.errors import ServiceError
 
 PROG = "admin-mit"
+# click >= 8.2 raises this for a group run without a command; older versions print the help themselves.
+_NO_ARGS_IS_HELP: type[Exception] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _create_app() -> Flask:
@@ -44,7 +46,7 @@ class AdminMitGroup(FlaskGroup):
         kwargs["standalone_mode"] = False
         try:
             result = super().main(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:
+        except _NO_ARGS_IS_HELP as exc:  # a bare group: its help, not an error line
             click.echo(exc.format_message(), err=True)
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
@@ -86,7 +88,7 @@ def _ensure_redis() -> None:
 
 def _check_broker() -> None:
     """Fail in one line now, rather than after Celery's reconnect attempts, if Redis is down."""
-    from kombu.exceptions import OperationalError
+    from kombu.exceptions import OperationalError as BrokerUnavailable
 
     from app.celery_app import celery
 
@@ -96,7 +98,7 @@ def _check_broker() -> None:
         client = getattr(celery.backend, "client", None)
         if client is not None:
             client.ping()
-    except (OperationalError, RedisError) as exc:
+    except (BrokerUnavailable, RedisError) as exc:
         _fail(f"broker: {exc}")
 
 
@@ -407,6 +409,7 @@ def redis_server(stop: bool) -> None:
         return
     if embedded_redis.is_running(settings):
         _fail(f"embedded Redis is already running at {settings.embedded_redis_socket}")
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
     os.execv(embedded_redis.server_executable(),
              embedded_redis.server_command(settings, daemonize=False))
 

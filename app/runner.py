@@ -1,10 +1,11 @@
 """``admin-mit up``: every part of the system as child processes of one command.
 
-Starts the embedded Redis (when configured), applies migrations, then runs a
-worker on every queue and beat. Children get their own session, so Ctrl-C
-reaches only this process, which stops them in order — beat, then the worker
-(a warm shutdown: running tasks finish), then Redis (which saves its data) —
-and exits. If a child dies on its own, the rest are stopped too.
+After the CLI has applied migrations, starts the embedded Redis (when
+configured and not already running), a worker on every queue and beat.
+Children get their own session, so Ctrl-C reaches only this process, which
+stops them in order — beat, then the worker (a warm shutdown: running tasks
+finish), then Redis (which saves its data) — and exits. If a child dies on its
+own, the rest are stopped too. A Redis that was already running is left running.
 """
 
 from __future__ import annotations

