@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -207,6 +207,18 @@ def worker(clean_redis: redis.Redis) -> Iterator[object]:
 def targets() -> Iterator[LoopbackTargets]:
     with LoopbackTargets() as running:
         yield running
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --- data ------------------------------------------------------------------------------------

@@ -8,9 +8,8 @@ Run as the guide says:
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -33,22 +32,12 @@ from app.tasks.network_probe_tasks import (
     execute_probe,
     schedule_auto_probes,
 )
-from tests.conftest import make_probe, make_tenant
+from tests.conftest import make_probe, make_tenant, wait_for
 from tests.targets import LoopbackTargets, free_port
 
 pytestmark = pytest.mark.timeout(90)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def results_of(probe_id: int) -> list[ProbeResult]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
 
 import pytest
 import redis
@@ -17,19 +15,10 @@ from app.celery_utils import (
 )
 from app.services.dispatch import queue_length
 from app.tasks.network_probe_tasks import cleanup_old_results, execute_probe
-from tests.conftest import make_probe, make_tenant
+from tests.conftest import make_probe, make_tenant, wait_for
 from tests.targets import LoopbackTargets
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 class TestWithoutWorkers:

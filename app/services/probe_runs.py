@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from app.core.config import active_settings
 from app.core.redis_client import get_redis
@@ -147,7 +147,7 @@ def execute_runs(tenant_id: int, requests: list[RunRequest], probe_type: str) ->
     db.session.commit()
 
     fresh = []
-    for row, (probe, request), outcome in zip(rows, runnable, outcomes):
+    for row, (probe, _), outcome in zip(rows, runnable, outcomes):
         result_id = new_ids.get(probe.id)
         report[probe.id] = {
             "success": True,
