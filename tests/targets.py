@@ -97,6 +97,8 @@ class _State:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # A batch of probes connects at once; socketserver's default backlog of 5 would drop most.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, state: _State, tls: ssl.SSLContext | None) -> None:
         self.state = state

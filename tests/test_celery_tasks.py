@@ -305,6 +305,7 @@ class TestRetryPolicy:
         failure = wait_for(lambda: _failure_of(task.id), what="the failure row")
         assert failure.retries == 3 and failure.tenant_id == tenant.id
         assert "injected fault" in failure.error and failure.kwargs["probe_id"] == probe.id
+        wait_for(lambda: failures, what="the failure callback")  # called right after the row is committed
         assert [f.task_id for f in failures] == [task.id]
         assert get_task_status(task.id)["state"] == "FAILURE"
 

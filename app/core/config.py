@@ -100,7 +100,7 @@ class ProbesSection(_Section):
     dispatch_interval_seconds: float = Field(1.0, gt=0, le=60)
     dispatch_batch_size: int = Field(50, ge=1, le=1000)
     dispatch_max_claim: int = Field(5000, ge=1)
-    max_queue_backlog: int = Field(20000, ge=1)
+    max_queue_backlog: int = Field(100, ge=1)  # messages, each of up to dispatch_batch_size runs
     batch_concurrency: int = Field(100, ge=1, le=2000)
     min_interval_seconds: int = Field(5, ge=1)
     default_timeout_seconds: float = Field(10.0, gt=0)

@@ -71,7 +71,7 @@ def dispatch_due(now: int | None = None) -> DispatchReport:
     backlog = queue_length(PROBE_QUEUE)
     if backlog >= settings.max_queue_backlog:
         log.warning("network_probes holds %d messages (limit %d): not dispatching this tick; "
-                    "due runs will be counted as missed", backlog, settings.max_queue_backlog)
+                    "slots skipped meanwhile are counted in probes.missed_runs", backlog, settings.max_queue_backlog)
         return DispatchReport(backlog=backlog, skipped_for_backlog=True)
     try:
         runs = scheduling.claim_due(now or scheduling.now_ms(), settings.dispatch_max_claim)

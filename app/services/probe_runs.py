@@ -144,14 +144,14 @@ def execute_runs(tenant_id: int, requests: list[RunRequest], probe_type: str) ->
     rows = [_result_row(probe, request, probe_type, outcome, started_at)
             for (probe, request), outcome in zip(runnable, outcomes)]
     new_ids = _insert_new(rows)
-    db.session.commit()
+    db.session.commit()  # expires the loaded probes: below, read only the rows and outcomes
 
     fresh = []
-    for row, (probe, _), outcome in zip(rows, runnable, outcomes):
-        result_id = new_ids.get(probe.id)
-        report[probe.id] = {
+    for row, outcome in zip(rows, outcomes):
+        result_id = new_ids.get(row["probe_id"])
+        report[row["probe_id"]] = {
             "success": True,
-            "probe_id": probe.id,
+            "probe_id": row["probe_id"],
             "tenant_id": tenant_id,
             "status": outcome.status.value,
             "response_time_ms": outcome.response_time_ms,

@@ -1,0 +1,627 @@
+#!/usr/bin/env python
+"""Scheduled-probe throughput: N probes on loopback targets, real Celery workers and beats.
+
+Creates one tenant and N auto probes, starts K workers on ``network_probes`` and
+B beats (each dispatching due probes about every second), lets them run, stops
+them and reads from the database how many runs were stored, how late they
+started, and whether any slot ran twice or not at all. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+POSTGRES_SERVER_URL = os.environ.get(
+    "ADMIN_MIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_SERVER = os.environ.get("ADMIN_MIT_TEST_REDIS", "127.0.0.1:6379")
+PROBE_QUEUE = "network_probes"
+READY_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
+SETTLE_MARGIN = 5.0  # seconds a dispatched run may take to be stored, on top of its interval
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    """The benchmark could not run (a process died, a service is missing)."""
+
+
+# --- options ---------------------------------------------------------------------------------
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Measure scheduled-probe throughput, dispatch lag and exactly-once delivery "
+                    "with real workers and beats against loopback targets. Exit status: 0 ok, "
+                    "1 a slot ran twice, 2 the benchmark could not run.",
+    )
+    parser.add_argument("--probes", type=int, default=1000, help="auto probes to create (default: %(default)s)")
+    parser.add_argument("--interval", type=int, default=10,
+                        help="interval of every probe in seconds, at least 5 (default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=60,
+                        help="seconds the beats run, warm-up included (default: %(default)s)")
+    parser.add_argument("--warmup", type=float,
+                        help="seconds after the beats start that are left out of the results (default: --interval)")
+    parser.add_argument("--workers", type=int, default=1, help="celery worker processes (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=2,
+                        help="pool processes per worker (default: %(default)s)")
+    parser.add_argument("--beats", type=int, default=2,
+                        help="beat processes dispatching side by side (default: %(default)s)")
+    parser.add_argument("--database", metavar="URL|sqlite",
+                        help="SQLAlchemy URL to use as is, or 'sqlite' for a temporary SQLite file "
+                             "(default: a scratch PostgreSQL database, dropped at the end)")
+    parser.add_argument("--redis-db", type=int, default=8,
+                        help="Redis database for broker and cache, flushed at start (default: %(default)s)")
+    parser.add_argument("--protocol", choices=("http", "tcp", "udp"), default="http",
+                        help="what the probes check (default: %(default)s)")
+    args = parser.parse_args(argv)
+    args.warmup = float(args.interval if args.warmup is None else args.warmup)
+    if args.probes < 1 or args.workers < 1 or args.concurrency < 1 or args.beats < 1:
+        parser.error("--probes, --workers, --concurrency and --beats must be at least 1")
+    if args.interval < 5:
+        parser.error("--interval must be at least 5 (probes.min_interval_seconds)")
+    if args.duration < args.warmup + args.interval + SETTLE_MARGIN + 1:
+        parser.error(f"--duration must exceed warm-up + interval + {SETTLE_MARGIN:g} s, "
+                     "or no slot can be checked")
+    if not 0 <= args.redis_db <= 15:
+        parser.error("--redis-db must be 0..15")
+    return args
+
+
+# --- database and environment ----------------------------------------------------------------
+
+@contextlib.contextmanager
+def database(choice: str | None, tmp: Path) -> Iterator[str]:
+    """The database URL to benchmark on; a scratch PostgreSQL database lives only for the run."""
+    if choice == "sqlite":
+        yield f"sqlite:///{tmp / 'bench.db'}"
+        return
+    if choice:
+        yield choice
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(POSTGRES_SERVER_URL)
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"admin_mit_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        engine.dispose()
+        raise BenchError(f"cannot create a scratch database on {server.render_as_string()}: {exc}") from None
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def configure_environment(args: argparse.Namespace, database_url: str, tmp: Path) -> None:
+    """Point this process and every child at the benchmark's services (read once, at app import)."""
+    host, _, port = REDIS_SERVER.rpartition(":")
+    os.environ.update({
+        "ADMIN_MIT_REDIS__EMBEDDED": "false",
+        "ADMIN_MIT_REDIS__HOST": host,
+        "ADMIN_MIT_REDIS__PORT": port,
+        "ADMIN_MIT_REDIS__DB": str(args.redis_db),
+        "ADMIN_MIT_DATABASE__URL": database_url,
+        "ADMIN_MIT_APP__INSTANCE_PATH": str(tmp),
+        "ADMIN_MIT_APP__LOG_LEVEL": "WARNING",
+    })
+
+
+def migrate() -> None:
+    try:
+        done = subprocess.run([sys.executable, "-m", "app", "db", "upgrade"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        raise BenchError("migration did not finish within 180 s") from None
+    if done.returncode != 0:
+        raise BenchError(f"migration failed: {(done.stderr or done.stdout).strip()[-2000:]}")
+
+
+def start_targets(stack: contextlib.ExitStack) -> Any:
+    from tests.targets import LoopbackTargets
+
+    return stack.enter_context(LoopbackTargets())
+
+
+def listen_overflows() -> int:
+    """Connections the kernel dropped because a listen queue was full (system-wide counter)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split())).get("ListenOverflows", 0))
+    return 0
+
+
+def probe_fields(protocol: str, targets: Any) -> dict[str, Any]:
+    if protocol == "http":
+        return {"protocol": "http", "target": f"{targets.http_url}/ok"}
+    target = targets.tcp_echo if protocol == "tcp" else targets.udp_echo
+    return {"protocol": protocol, "target": target, "body": "ping", "expect": "ping"}
+
+
+def create_probes(count: int, interval: int, fields: dict[str, Any]) -> int:
+    """One tenant with ``count`` auto probes, created through the service layer. Returns the tenant id."""
+    from app.services.probes import create_probe
+    from app.services.tenants import create_tenant
+
+    tenant = create_tenant(f"bench-{uuid.uuid4().hex[:8]}")
+    timeout = min(5.0, interval / 2)
+    for index in range(count):
+        create_probe(tenant.id, {"name": f"bench-{index:05d}", "interval_seconds": interval,
+                                 "timeout_seconds": timeout, **fields})
+    return tenant.id
+
+
+def anchor_schedule(tenant_id: int) -> None:
+    """Give the probes fresh first slots from now, so worker start-up does not count as missed runs."""
+    from sqlalchemy import update
+
+    from app.extensions import db
+    from app.models import Probe
+    from app.services.scheduling import reconcile
+
+    db.session.execute(update(Probe).where(Probe.tenant_id == tenant_id).values(next_run_at=None, missed_runs=0))
+    db.session.commit()
+    reconcile()
+
+
+# --- child processes -------------------------------------------------------------------------
+
+@dataclass
+class Child:
+    name: str
+    role: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Children:
+    """Workers and beats, each in its own process group so nothing outlives the benchmark."""
+
+    directory: Path
+    items: list[Child] = field(default_factory=list)
+
+    def start(self, name: str, role: str, *args: str) -> Child:
+        log = self.directory / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "celery_worker.celery", *args],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        child = Child(name, role, process, log)
+        self.items.append(child)
+        return child
+
+    def check_alive(self) -> None:
+        for child in self.items:
+            if child.process.poll() is not None:
+                raise BenchError(f"{child.name} exited with {child.process.returncode}:\n{tail(child.log)}")
+
+    def stop(self, role: str | None = None) -> None:
+        """SIGTERM (a warm shutdown: running tasks finish), wait, then kill whatever is left of the group."""
+        chosen = [child for child in self.items if role is None or child.role == role]
+        for child in chosen:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for child in chosen:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def log_errors(children: Children) -> list[str]:
+    found = []
+    for child in children.items:
+        for line in child.log.read_text(errors="replace").splitlines():
+            if "ERROR" in line or "CRITICAL" in line or line.startswith("Traceback"):
+                found.append(f"{child.name}: {line}")
+    return found
+
+
+def start_workers(children: Children, count: int, concurrency: int) -> None:
+    for index in range(count):
+        children.start(f"worker-{index}", "worker", "worker", "-Q", PROBE_QUEUE, "-n", f"bench{index}@%h",
+                       f"--concurrency={concurrency}", "--loglevel=warning")
+
+
+def start_beats(children: Children, count: int) -> None:
+    for index in range(count):
+        children.start(f"beat-{index}", "beat", "beat", "--loglevel=warning",
+                       "-s", str(children.directory / f"beat-{index}"))
+
+
+def wait_for_workers(children: Children, count: int) -> None:
+    from app.celery_app import celery
+
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        children.check_alive()
+        if len(celery.control.ping(timeout=1.0)) >= count:
+            return
+    raise BenchError(f"{count} worker(s) did not answer a ping within {READY_TIMEOUT:g} s")
+
+
+# --- sampling: queue length, RSS, CPU --------------------------------------------------------
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (index 0 is the state)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def _parents() -> dict[int, int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parents[int(entry.name)] = int(_stat_fields(int(entry.name))[1])
+    return parents
+
+
+def _tree(root: int, parents: dict[int, int]) -> list[int]:
+    pids, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        pids += frontier
+    return pids
+
+
+def _rss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _cpu_ticks(pid: int) -> int:
+    with contextlib.suppress(OSError, IndexError):
+        fields = _stat_fields(pid)
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    return 0
+
+
+def _postgres_backends(database_name: str) -> list[int]:
+    """Server processes serving the benchmark's database (they name it in their command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if f" {database_name} ".encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Sampler:
+    """Once a second: queue length, RSS of the worker process trees, CPU time per role."""
+
+    children: Children
+    database_name: str | None
+    window_start: float
+    queue_peak: int = 0
+    worker_rss_peak_kib: int = 0
+    _ticks: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    _baseline: dict[str, int] | None = None
+    _baseline_at: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def cores_used(self, until: float) -> dict[str, float]:
+        """Average CPU cores per role between the window start and ``until``."""
+        if self._baseline is None or until <= self._baseline_at:
+            return {}
+        totals = self._totals()
+        return {role: (totals[role] - self._baseline.get(role, 0)) / CLOCK_TICKS / (until - self._baseline_at)
+                for role in totals}
+
+    def _run(self) -> None:
+        from app.services.dispatch import queue_length
+
+        while not self._stop.wait(1.0):
+            with contextlib.suppress(Exception):  # a sample lost to a busy broker is not a result
+                self.queue_peak = max(self.queue_peak, queue_length(PROBE_QUEUE))
+            self._sample_processes()
+            if self._baseline is None and time.time() >= self.window_start:
+                self._baseline, self._baseline_at = self._totals(), time.time()
+
+    def _sample_processes(self) -> None:
+        parents = _parents()
+        rss = 0
+        roles: dict[str, list[int]] = {"bench + targets": [os.getpid()]}
+        for child in self.children.items:
+            tree = _tree(child.process.pid, parents)
+            roles.setdefault(child.role, []).extend(tree)
+            if child.role == "worker":
+                rss += sum(_rss_kib(pid) for pid in tree)
+        if self.database_name:
+            roles["postgres"] = _postgres_backends(self.database_name)
+        self.worker_rss_peak_kib = max(self.worker_rss_peak_kib, rss)
+        for role, pids in roles.items():
+            for pid in pids:
+                ticks = _cpu_ticks(pid)
+                if ticks:
+                    self._ticks[role][pid] = ticks
+
+    def _totals(self) -> dict[str, int]:
+        return {role: sum(by_pid.values()) for role, by_pid in self._ticks.items()}
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Window:
+    start: float  # after warm-up
+    end: float  # beats stopped
+    settled_end: float  # last slot whose run must be stored by ``end``
+
+
+@dataclass
+class Results:
+    window_seconds: float
+    stored: int
+    successful: int
+    response_ms: list[float]
+    dispatch_lag_ms: list[float]
+    completion_lag_ms: list[float]
+    slots_expected: int
+    slots_missing: int
+    slots_off_grid: int
+    skipped_by_dispatcher: int
+    duplicate_rows: int
+    duplicate_counter: int
+    expired_counter: int
+    queue_peak: int
+    worker_rss_peak_mib: float
+    cores: dict[str, float]
+    listen_overflows: int
+    load_before: float
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.replace(tzinfo=moment.tzinfo or timezone.utc).timestamp()
+
+
+def _slot_ms(moment: datetime) -> int:
+    return round(_epoch(moment) * 1000)
+
+
+def _expected_slots(next_run_at_ms: int, interval_ms: int, start_ms: int, end_ms: int) -> range:
+    """Slots of a fixed-rate schedule (all congruent to ``next_run_at``) falling in [start, end]."""
+    phase = next_run_at_ms % interval_ms
+    first = start_ms + (phase - start_ms) % interval_ms
+    return range(first, end_ms + 1, interval_ms)
+
+
+def measure(tenant_id: int, window: Window, sampler: Sampler, overflows_before: int,
+            load_before: float) -> Results:
+    from sqlalchemy import func, select
+
+    from app.core.redis_client import get_redis
+    from app.extensions import db
+    from app.models import Probe, ProbeResult
+    from app.services.probe_runs import DUPLICATES_COUNTER, EXPIRED_COUNTER
+
+    rows = db.session.execute(
+        select(ProbeResult.probe_id, ProbeResult.status, ProbeResult.response_time_ms, ProbeResult.scheduled_for,
+               ProbeResult.started_at, ProbeResult.created_at)
+        .where(ProbeResult.tenant_id == tenant_id)
+    ).all()
+    probes = db.session.execute(
+        select(Probe.id, Probe.next_run_at, Probe.interval_seconds, Probe.missed_runs)
+        .where(Probe.tenant_id == tenant_id)
+    ).all()
+    duplicate_rows = db.session.scalar(
+        select(func.count()).select_from(
+            select(ProbeResult.probe_id)
+            .where(ProbeResult.tenant_id == tenant_id, ProbeResult.scheduled_for.is_not(None))
+            .group_by(ProbeResult.probe_id, ProbeResult.scheduled_for)
+            .having(func.count() > 1)
+            .subquery()
+        )
+    )
+
+    in_window = [row for row in rows if window.start <= _epoch(row.created_at) <= window.end]
+    start_ms, end_ms = int(window.start * 1000), int(window.settled_end * 1000)
+    settled = [row for row in rows if row.scheduled_for is not None
+               and start_ms <= _slot_ms(row.scheduled_for) <= end_ms]
+    slots_by_probe: dict[int, set[int]] = defaultdict(set)
+    for row in settled:
+        slots_by_probe[row.probe_id].add(_slot_ms(row.scheduled_for))
+    expected = missing = off_grid = 0
+    for probe in probes:
+        due = set(_expected_slots(probe.next_run_at, probe.interval_seconds * 1000, start_ms, end_ms))
+        stored = slots_by_probe.get(probe.id, set())
+        expected += len(due)
+        missing += len(due - stored)
+        off_grid += len(stored - due)
+
+    return Results(
+        window_seconds=window.end - window.start,
+        stored=len(in_window),
+        successful=sum(row.status == "success" for row in in_window),
+        response_ms=sorted(row.response_time_ms or 0.0 for row in in_window),
+        dispatch_lag_ms=sorted((_epoch(r.started_at) - _epoch(r.scheduled_for)) * 1000 for r in settled),
+        completion_lag_ms=sorted((_epoch(r.created_at) - _epoch(r.scheduled_for)) * 1000 for r in settled),
+        slots_expected=expected,
+        slots_missing=missing,
+        slots_off_grid=off_grid,
+        skipped_by_dispatcher=sum(probe.missed_runs for probe in probes),
+        duplicate_rows=duplicate_rows or 0,
+        duplicate_counter=int(get_redis().get(DUPLICATES_COUNTER) or 0),
+        expired_counter=int(get_redis().get(EXPIRED_COUNTER) or 0),
+        queue_peak=sampler.queue_peak,
+        worker_rss_peak_mib=sampler.worker_rss_peak_kib / 1024,
+        cores=sampler.cores_used(window.end),
+        listen_overflows=listen_overflows() - overflows_before,
+        load_before=load_before,
+    )
+
+
+# --- report ----------------------------------------------------------------------------------
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return float("nan")
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _database_label(choice: str | None) -> str:
+    if choice is None:
+        return "PostgreSQL (scratch database)"
+    if choice == "sqlite":
+        return "SQLite (temporary file)"
+    return choice.split("://", 1)[0]
+
+
+def report(args: argparse.Namespace, results: Results) -> str:
+    lag, done = results.dispatch_lag_ms, results.completion_lag_ms
+    rate = results.stored / results.window_seconds
+    success = 100 * results.successful / results.stored if results.stored else 0.0
+    cores = ", ".join(f"{role} {value:.2f}" for role, value in sorted(results.cores.items())) or "n/a"
+    worker_ms_per_run = 1000 * results.cores.get("worker", float("nan")) / rate if rate else float("nan")
+    rows = [
+        ("probes × interval", f"{args.probes} {args.protocol} × {args.interval} s "
+                              f"(offered {args.probes / args.interval:,.1f} runs/s)"),
+        ("duration (warm-up excluded)", f"{args.duration:g} s ({args.warmup:g} s)"),
+        ("workers × concurrency", f"{args.workers} × {args.concurrency}"),
+        ("beats", str(args.beats)),
+        ("database", _database_label(args.database)),
+        ("machine: cores / load average before the run", f"{os.cpu_count()} / {results.load_before:.2f}"),
+        ("**completed runs/s**", f"**{rate:,.1f}** ({results.stored:,} results in {results.window_seconds:.0f} s, "
+                                 f"{success:.1f} % success)"),
+        ("probe response time ms: median / p99",
+         f"{_ms(percentile(results.response_ms, .5))} / {_ms(percentile(results.response_ms, .99))}"),
+        ("dispatch lag ms (started − scheduled): median / p95 / p99 / max",
+         " / ".join(_ms(v) for v in (percentile(lag, .5), percentile(lag, .95), percentile(lag, .99),
+                                     lag[-1] if lag else float("nan")))),
+        ("completion lag ms (stored − scheduled): median / p99",
+         f"{_ms(percentile(done, .5))} / {_ms(percentile(done, .99))}"),
+        ("slots due in settled window: expected / missing / off-grid",
+         f"{results.slots_expected:,} / {results.slots_missing:,} / {results.slots_off_grid:,}"),
+        ("slots skipped by the dispatcher (Σ probes.missed_runs)", f"{results.skipped_by_dispatcher:,}"),
+        ("runs dropped for waiting past their next slot (expired-runs counter)", f"{results.expired_counter:,}"),
+        ("**duplicate runs**: rows per (probe, slot) > 1 / redeliveries skipped",
+         f"**{results.duplicate_rows} / {results.duplicate_counter}**"),
+        ("peak network_probes queue length", f"{results.queue_peak:,}"),
+        ("peak worker RSS (all worker processes)", f"{results.worker_rss_peak_mib:,.0f} MiB"),
+        ("CPU cores used in window", cores),
+        ("worker CPU per completed run", f"{worker_ms_per_run:.1f} ms"),
+        ("TCP listen-queue overflows (system-wide; > 0: targets dropped connections)",
+         f"{results.listen_overflows:,}"),
+    ]
+    lines = ["| parameter / result | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> Results:
+    database_url = stack.enter_context(database(args.database, tmp))
+    configure_environment(args, database_url, tmp)
+    migrate()
+
+    from app import create_app
+    from app.core.redis_client import get_redis
+
+    stack.enter_context(create_app().app_context())
+    get_redis().flushdb()
+    targets = start_targets(stack)
+
+    load_before = os.getloadavg()[0]
+    began = time.monotonic()
+    tenant_id = create_probes(args.probes, args.interval, probe_fields(args.protocol, targets))
+    print(f"created {args.probes} probes in {time.monotonic() - began:.1f} s", file=sys.stderr)
+
+    children = Children(tmp)
+    stack.callback(children.stop)
+    start_workers(children, args.workers, args.concurrency)
+    wait_for_workers(children, args.workers)
+    anchor_schedule(tenant_id)
+    overflows = listen_overflows()
+    started = time.time()
+    start_beats(children, args.beats)
+    sampler = Sampler(children, database_url.rpartition("/")[2] if args.database is None else None,
+                      window_start=started + args.warmup)
+    sampler.start()
+    stack.callback(sampler.stop)
+    print(f"running {args.duration:g} s …", file=sys.stderr)
+    while time.time() < started + args.duration:
+        children.check_alive()
+        time.sleep(0.5)
+
+    children.stop("beat")
+    end = time.time()
+    sampler.stop()
+    children.stop("worker")
+    window = Window(start=started + args.warmup, end=end, settled_end=end - args.interval - SETTLE_MARGIN)
+    results = measure(tenant_id, window, sampler, overflows, load_before)
+    for line in log_errors(children)[:20]:
+        print(line, file=sys.stderr)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM (timeout, CI) unwinds like Ctrl-C, so workers, beats and the scratch database go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with tempfile.TemporaryDirectory(prefix="admin-mit-bench-") as tmp, contextlib.ExitStack() as stack:
+        try:
+            results = run(args, Path(tmp), stack)
+        except BenchError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+    print(report(args, results))
+    return 1 if results.duplicate_rows or results.duplicate_counter else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
