@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,9 @@ class TestDispatch:
             by_tenant.setdefault(run["tenant_id"], []).extend(run["probe_ids"])
         assert sorted(by_tenant[first.id]) == [p.id for p in mine]
         assert sorted(by_tenant[second.id]) == [p.id for p in theirs]
-        assert all(run["expires"] for run in runs)  # a run not started before its next slot is dropped
+        # A batch not started by its probes' next slot is dropped by the worker.
+        expiry = {run["tenant_id"]: round(datetime.fromisoformat(run["expires"]).timestamp() * 1000) for run in runs}
+        assert expiry == {first.id: now - 10 + 60_000, second.id: now - 10 + 30_000}
 
     def test_nothing_is_claimed_while_the_queue_is_backed_up(self, app: Flask, clean_redis: redis.Redis,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from app.celery_app import celery
 from app.core.config import active_settings
@@ -42,6 +43,12 @@ def _batches(runs: list[ClaimedRun], size: int) -> list[list[ClaimedRun]]:
     return [group[i:i + size] for group in by_tenant.values() for i in range(0, len(group), size)]
 
 
+def _stale_after(batch: list[ClaimedRun]) -> datetime:
+    """A run that has not started by its probe's next slot is stale: the worker drops the batch then."""
+    next_slot_ms = min(run.slot_ms + run.interval_seconds * 1000 for run in batch)
+    return datetime.fromtimestamp(next_slot_ms / 1000, timezone.utc)
+
+
 def _publish(batches: list[list[ClaimedRun]]) -> None:
     with celery.producer_or_acquire() as producer:
         for batch in batches:
@@ -54,8 +61,7 @@ def _publish(batches: list[list[ClaimedRun]]) -> None:
                     "scheduled_for": {str(run.probe_id): run.slot_ms for run in batch},
                 },
                 ignore_result=True,
-                # A run that could not start before its probe's next slot is stale: drop it.
-                expires=min(run.interval_seconds for run in batch),
+                expires=_stale_after(batch),
                 producer=producer,
             )
 
