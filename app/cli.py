@@ -166,7 +166,8 @@ def probe() -> None:
 @click.option("--protocol", required=True, help="http, https, websocket, tcp or udp.")
 @click.option("--target", required=True, help="URL (http/https/ws/wss) or host:port (tcp/udp).")
 @click.option("--interval", "interval_seconds", type=int, default=60, show_default=True, help="Seconds between runs.")
-@click.option("--timeout", "timeout_seconds", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option("--timeout", "timeout_seconds", type=float, default=None,
+              help="Seconds [default: 10, or half the interval when that is shorter].")
 @click.option("--method", default="GET", show_default=True)
 @click.option("--header", "headers", multiple=True, help="'Name: value', repeatable.")
 @click.option("--body", default=None, help="Request body, or the payload sent by tcp/udp/websocket.")

@@ -47,6 +47,13 @@ class TestProbeValidation:
             create_probe(tenant.id, data)
         assert probe_count() == 0
 
+    @pytest.mark.parametrize("interval, timeout", [(60, 10.0), (10, 5.0), (5, 2.5)])
+    def test_timeout_defaults_to_10_s_or_half_the_interval(self, app: Flask, interval: int, timeout: float) -> None:
+        tenant = make_tenant()
+        probe = create_probe(tenant.id, {"name": "p", "protocol": "http", "target": "http://127.0.0.1:9/",
+                                         "interval_seconds": interval})
+        assert probe.timeout_seconds == timeout
+
     def test_names_are_unique_per_tenant_only(self, app: Flask) -> None:
         first, second = make_tenant(), make_tenant()
         make_probe(first.id, "http://127.0.0.1:9/", name="web")

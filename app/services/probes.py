@@ -35,7 +35,8 @@ class ProbeInput(BaseModel):
     expect: str | None = None
     verify_tls: bool = True
     follow_redirects: bool = True
-    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    # Unset: probes.default_timeout_seconds, or half the interval when that is shorter.
+    timeout_seconds: float | None = Field(None, gt=0, le=300)
     interval_seconds: int = Field(60, ge=1, le=MAX_INTERVAL_SECONDS)
     enabled: bool = True
     auto_probe: bool = True
@@ -69,9 +70,11 @@ class ProbeInput(BaseModel):
             self.target = validate_target(self.protocol, self.target)
         except ValueError as exc:
             raise ValueError(f"target: {exc}") from None
-        minimum = active_settings().probes.min_interval_seconds
-        if self.interval_seconds < minimum:
-            raise ValueError(f"interval_seconds: must be at least {minimum}")
+        settings = active_settings().probes
+        if self.interval_seconds < settings.min_interval_seconds:
+            raise ValueError(f"interval_seconds: must be at least {settings.min_interval_seconds}")
+        if self.timeout_seconds is None:
+            self.timeout_seconds = min(settings.default_timeout_seconds, self.interval_seconds / 2)
         if self.timeout_seconds >= self.interval_seconds:
             raise ValueError("timeout_seconds: must be shorter than interval_seconds")
         return self
