@@ -293,6 +293,8 @@ class TestRetryPolicy:
         try:
             task = execute_probe.apply_async(kwargs={"probe_id": probe.id, "tenant_id": tenant.id})
             wait_for(lambda: AsyncResult(task.id, app=celery).state == "FAILURE", timeout=40, what="final failure")
+            # on_failure runs after the state is stored: wait for its callback before unregistering it.
+            wait_for(lambda: failures, what="the failure callback")
         finally:
             signals.before_task_publish.disconnect(on_publish)
             unregister_failure_callback(callback)
@@ -302,10 +304,10 @@ class TestRetryPolicy:
         assert [round(delay) for _, delay in retries] == [1, 2, 4]
         assert targets.hits("/ok") >= 4  # the probe ran every time; storing it failed
         assert results_of(probe.id) == []
-        failure = wait_for(lambda: _failure_of(task.id), what="the failure row")
+        failure = _failure_of(task.id)  # committed before the callbacks are called
+        assert failure is not None
         assert failure.retries == 3 and failure.tenant_id == tenant.id
         assert "injected fault" in failure.error and failure.kwargs["probe_id"] == probe.id
-        wait_for(lambda: failures, what="the failure callback")  # called right after the row is committed
         assert [f.task_id for f in failures] == [task.id]
         assert get_task_status(task.id)["state"] == "FAILURE"
 
