@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
 
 import pytest
 import redis
@@ -13,6 +20,7 @@ from app.celery_utils import (
     purge_queue,
     revoke_task,
 )
+from app.core.config import PROJECT_ROOT
 from app.services.dispatch import queue_length
 from app.tasks.network_probe_tasks import cleanup_old_results, execute_probe
 from tests.conftest import make_probe, make_tenant, wait_for
@@ -130,3 +138,41 @@ class TestWithLiveWorker:
         first.get(timeout=30)
         wait_for(lambda: get_task_status(queued.id)["state"] == "REVOKED")
         assert targets.hits("/ok") == 0
+
+
+@pytest.fixture
+def prefork_worker(pg_app: Flask, postgres_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker process with a prefork pool: the only kind whose running task can be terminated."""
+    log = (tmp_path / "worker.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker", "--pool=prefork",
+         "--concurrency=1", "--loglevel=info"],
+        cwd=PROJECT_ROOT, env={**os.environ, "ADMIN_MIT_DATABASE__URL": postgres_url},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: celery_utils.get_worker_stats()["total_workers"] == 1, timeout=30, what="the worker")
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
+def test_revoke_with_terminate_kills_the_running_task(
+    prefork_worker: subprocess.Popen[bytes], targets: LoopbackTargets
+) -> None:
+    tenant = make_tenant()
+    held = make_probe(tenant.id, f"{targets.http_url}/hold", auto_probe=False, timeout_seconds=30)
+    targets.reset()
+    try:
+        running = execute_probe.apply_async(kwargs={"probe_id": held.id, "tenant_id": tenant.id})
+        wait_for(lambda: targets.hits("/hold") == 1, what="the task to start")
+
+        # 强制终止正在执行的任务
+        result = revoke_task(running.id, terminate=True)
+
+        wait_for(lambda: get_task_status(running.id)["state"] == "REVOKED", what="the task to be terminated")
+    finally:
+        targets.release_hold()
+    assert result == {"task_id": running.id, "success": True, "revoked": True, "terminated": True}
+    assert celery_utils.get_active_tasks() == []
