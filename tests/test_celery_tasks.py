@@ -1,4 +1,4 @@
-"""The seed guide's Celery tasks, on a real worker, real Redis and a real database.
+"""The Celery guide's tasks (docs/celery-guide.zh.md), on a real worker, real Redis and a real database.
 
 Run as the guide says:
     pytest tests/test_celery_tasks.py -v
@@ -261,7 +261,7 @@ class TestCleanupOldResultsTask:
 
 
 class TestRetryPolicy:
-    def test_seed_retry_policy_is_the_shipped_default(self) -> None:
+    def test_guide_retry_policy_is_the_shipped_default(self) -> None:
         shipped = load_settings(environ={}).probes
         assert (shipped.max_retries, shipped.retry_backoff_seconds, shipped.retry_backoff_max_seconds,
                 shipped.retry_jitter) == (3, 60, 600, True)

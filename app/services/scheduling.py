@@ -56,7 +56,7 @@ def reconcile(now: int | None = None) -> dict[str, int]:
     """Give every schedulable probe without a slot its first one; clear the slots of the rest.
 
     Covers probes written by other means than the services (imports, SQL) and is
-    what the seed's ``schedule_auto_probes`` entry runs every minute.
+    what beat's ``schedule-auto-probes`` entry runs every minute.
     """
     now = now or now_ms()
     interval_ms = Probe.interval_seconds * 1000

@@ -69,7 +69,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    instance = tmp_path_factory.mktemp("seed")
+    instance = tmp_path_factory.mktemp("guide")
     variables = {name: value for name, value in os.environ.items() if not name.startswith("ADMIN_MIT_")}
     variables.update({
         "ADMIN_MIT_REDIS__EMBEDDED": "false",
@@ -77,7 +77,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         "ADMIN_MIT_REDIS__PORT": os.environ["ADMIN_MIT_REDIS__PORT"],
         "ADMIN_MIT_REDIS__DB": REDIS_DB,
         "ADMIN_MIT_APP__INSTANCE_PATH": str(instance),
-        "ADMIN_MIT_DATABASE__URL": f"sqlite:///{instance / 'seed.db'}",
+        "ADMIN_MIT_DATABASE__URL": f"sqlite:///{instance / 'guide.db'}",
     })
     migrated = subprocess.run([sys.executable, "-m", "app", "db", "upgrade"], cwd=PROJECT_ROOT, env=variables,
                               capture_output=True, text=True, timeout=120)
@@ -85,7 +85,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     client = redis.Redis(host=variables["ADMIN_MIT_REDIS__HOST"], port=int(variables["ADMIN_MIT_REDIS__PORT"]),
                          db=int(REDIS_DB))
     client.flushdb()
-    control = Celery("seed-commands-test")
+    control = Celery("guide-commands-test")
     control.conf.update(build_config(load_settings(environ=variables)))
     yield Env(variables, client, control, instance)
     control.close()
