@@ -88,7 +88,12 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "beat_scheduler": "app.beat_scheduler:ProbeDispatchScheduler",
         "beat_schedule_filename": str(settings.instance_dir / "celerybeat-schedule"),
     }
-    config.update(conf.model_extra or {})
+    for key, value in (conf.model_extra or {}).items():
+        # Merge rather than replace option dicts, so e.g. a visibility_timeout set in
+        # config keeps the priority settings above.
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            value = {**config[key], **value}
+        config[key] = value
     return config
 
 
