@@ -97,24 +97,13 @@ def database(choice: str | None, tmp: Path) -> Iterator[str]:
     if choice:
         yield choice
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from tests.postgres import PostgresUnavailable, scratch_database
 
-    server = make_url(POSTGRES_SERVER_URL)
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    name = f"admin_mit_bench_{uuid.uuid4().hex[:10]}"
     try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        engine.dispose()
-        raise BenchError(f"cannot create a scratch database on {server.render_as_string()}: {exc}") from None
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+        with scratch_database(POSTGRES_SERVER_URL, "admin_mit_bench") as url:
+            yield url
+    except PostgresUnavailable as exc:
+        raise BenchError(str(exc)) from None
 
 
 def configure_environment(args: argparse.Namespace, database_url: str, tmp: Path) -> None:

@@ -25,6 +25,9 @@ import pytest
 
 TEST_REDIS = os.environ.get("ADMIN_MIT_TEST_REDIS", "127.0.0.1:6379")
 TEST_REDIS_DB = os.environ.get("ADMIN_MIT_TEST_REDIS_DB", "13")
+# Workers and CLI processes started by the tests use their own database, so flushing one
+# never pulls messages from under the other.
+SUBPROCESS_REDIS_DB = os.environ.get("ADMIN_MIT_TEST_SUBPROCESS_REDIS_DB", "12")
 TEST_POSTGRES_URL = os.environ.get(
     "ADMIN_MIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -77,13 +80,13 @@ os.environ.update({
 
 import redis  # noqa: E402
 from flask import Flask  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.celery_app import QUEUES, celery, celery_init_app  # noqa: E402
 from app.core.config import Settings, load_settings  # noqa: E402
 from app.extensions import db  # noqa: E402
+from tests.postgres import PostgresUnavailable, scratch_database  # noqa: E402
 from tests.targets import LoopbackTargets  # noqa: E402
 
 
@@ -109,25 +112,28 @@ def clean_redis(redis_client: redis.Redis) -> redis.Redis:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a scratch PostgreSQL database that lives for the test session."""
-    admin_url = make_url(TEST_POSTGRES_URL)
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        engine.dispose()
+        with scratch_database(TEST_POSTGRES_URL, "admin_mit_test") as url:
+            yield url
+    except PostgresUnavailable as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {admin_url.render_as_string()} is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {admin_url.render_as_string()}")
-    name = f"admin_mit_test_{uuid.uuid4().hex[:10]}"
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(str(exc))
+
+
+def subprocess_environ(instance: Path, database_url: str) -> dict[str, str]:
+    """Environment for an ``admin-mit``/``celery`` child process: the test Redis in
+    ``SUBPROCESS_REDIS_DB``, its own instance directory and database, nothing else of ours."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ADMIN_MIT_")}
+    env.update({
+        "ADMIN_MIT_REDIS__EMBEDDED": "false",
+        "ADMIN_MIT_REDIS__HOST": _redis_host,
+        "ADMIN_MIT_REDIS__PORT": _redis_port,
+        "ADMIN_MIT_REDIS__DB": SUBPROCESS_REDIS_DB,
+        "ADMIN_MIT_APP__INSTANCE_PATH": str(instance),
+        "ADMIN_MIT_DATABASE__URL": database_url,
+    })
+    return env
 
 
 def settings_with(database_url: str) -> Settings:

@@ -23,24 +23,10 @@ import pytest
 import redis
 
 from app.core.config import PROJECT_ROOT
+from tests.conftest import SUBPROCESS_REDIS_DB, subprocess_environ
 from tests.targets import LoopbackTargets, free_port
 
-REDIS_DB = "12"
 START_TIMEOUT = 60.0
-
-
-def base_environ(instance: Path, database_url: str) -> dict[str, str]:
-    """The test Redis (as the session found it) in db 12, and this test's instance directory."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ADMIN_MIT_")}
-    env.update({
-        "ADMIN_MIT_REDIS__EMBEDDED": "false",
-        "ADMIN_MIT_REDIS__HOST": os.environ["ADMIN_MIT_REDIS__HOST"],
-        "ADMIN_MIT_REDIS__PORT": os.environ["ADMIN_MIT_REDIS__PORT"],
-        "ADMIN_MIT_REDIS__DB": REDIS_DB,
-        "ADMIN_MIT_APP__INSTANCE_PATH": str(instance),
-        "ADMIN_MIT_DATABASE__URL": database_url,
-    })
-    return env
 
 
 def admin_mit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -61,11 +47,11 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A migrated SQLite database and an empty Redis db 12, shared by the module's tests."""
+    """A migrated SQLite database and an empty subprocess Redis db, shared by the module's tests."""
     instance = tmp_path_factory.mktemp("cli")
     redis.Redis(host=os.environ["ADMIN_MIT_REDIS__HOST"], port=int(os.environ["ADMIN_MIT_REDIS__PORT"]),
-                db=int(REDIS_DB)).flushdb()
-    env = base_environ(instance, f"sqlite:///{instance / 'cli.db'}")
+                db=int(SUBPROCESS_REDIS_DB)).flushdb()
+    env = subprocess_environ(instance, f"sqlite:///{instance / 'cli.db'}")
     done = admin_mit(env, "db", "upgrade")
     assert done.returncode == 0, done.stderr
     assert admin_mit(env, "tenant", "add", "acme").returncode == 0
@@ -284,7 +270,7 @@ def test_bad_arguments_give_one_error_line(cli_env: dict[str, str]) -> None:
 
 
 def test_database_without_schema_says_to_run_db_upgrade(tmp_path: Path) -> None:
-    env = base_environ(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")
+    env = subprocess_environ(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")
 
     line = one_error_line(admin_mit(env, "tenant", "list"))
 

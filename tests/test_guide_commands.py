@@ -25,9 +25,9 @@ from celery import Celery
 
 from app.celery_app import build_config
 from app.core.config import PROJECT_ROOT, load_settings
+from tests.conftest import SUBPROCESS_REDIS_DB, subprocess_environ
 from tests.targets import free_port
 
-REDIS_DB = "12"
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
 CELERY = [sys.executable, "-m", "celery"]  # `celery` of this virtualenv
@@ -70,20 +70,12 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     instance = tmp_path_factory.mktemp("guide")
-    variables = {name: value for name, value in os.environ.items() if not name.startswith("ADMIN_MIT_")}
-    variables.update({
-        "ADMIN_MIT_REDIS__EMBEDDED": "false",
-        "ADMIN_MIT_REDIS__HOST": os.environ["ADMIN_MIT_REDIS__HOST"],
-        "ADMIN_MIT_REDIS__PORT": os.environ["ADMIN_MIT_REDIS__PORT"],
-        "ADMIN_MIT_REDIS__DB": REDIS_DB,
-        "ADMIN_MIT_APP__INSTANCE_PATH": str(instance),
-        "ADMIN_MIT_DATABASE__URL": f"sqlite:///{instance / 'guide.db'}",
-    })
+    variables = subprocess_environ(instance, f"sqlite:///{instance / 'guide.db'}")
     migrated = subprocess.run([sys.executable, "-m", "app", "db", "upgrade"], cwd=PROJECT_ROOT, env=variables,
                               capture_output=True, text=True, timeout=120)
     assert migrated.returncode == 0, migrated.stderr
     client = redis.Redis(host=variables["ADMIN_MIT_REDIS__HOST"], port=int(variables["ADMIN_MIT_REDIS__PORT"]),
-                         db=int(REDIS_DB))
+                         db=int(SUBPROCESS_REDIS_DB))
     client.flushdb()
     control = Celery("guide-commands-test")
     control.conf.update(build_config(load_settings(environ=variables)))
