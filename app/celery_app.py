@@ -10,6 +10,8 @@ creates it on first use.
 
 from __future__ import annotations
 
+import inspect
+import json
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -136,13 +138,63 @@ def _translate_priority(properties: dict[str, Any], **_: Any) -> None:
     properties["priority"] = priority.to_broker(properties.get("priority"))
 
 
+# --- who submitted what ----------------------------------------------------------------------
+# Every published task id is recorded under SUBMITTED_KEY, so status can tell "queued" from
+# "never existed", with the tenant the task runs for (its ``tenant_id`` argument), so a tenant
+# sees and revokes only its own tasks. Value: JSON {"task": name, "tenant_id": int | null}.
+
+TENANT_ARG = "tenant_id"
+
+
+def as_tenant(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def tenant_of_call(task_name: str, args: Any, kwargs: Any) -> int | None:
+    """The ``tenant_id`` argument of a call of ``task_name``; None when it has none or the call doesn't fit."""
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    if TENANT_ARG in kwargs:
+        return as_tenant(kwargs[TENANT_ARG])
+    task = celery.tasks.get(task_name)
+    if task is None or not isinstance(args, (list, tuple)) or not args:
+        return None
+    try:
+        bound = inspect.signature(task.run).bind_partial(*args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    return as_tenant(bound.arguments.get(TENANT_ARG))
+
+
+def submission_marker(task_name: str, body: Any) -> str:
+    """The value stored under ``SUBMITTED_KEY`` for a published message (``body`` as Celery sends it)."""
+    if isinstance(body, (list, tuple)) and len(body) >= 2:  # protocol 2: (args, kwargs, embed)
+        args, kwargs = body[0], body[1]
+    elif isinstance(body, dict):  # protocol 1
+        args, kwargs = body.get("args"), body.get("kwargs")
+    else:
+        args = kwargs = None
+    return json.dumps({"task": task_name, TENANT_ARG: tenant_of_call(task_name, args, kwargs)})
+
+
+def read_submission_marker(task_id: str) -> dict[str, Any] | None:
+    """The task's marker; None if it was never submitted (or the marker expired with its result)."""
+    raw = celery.backend.client.get(SUBMITTED_KEY.format(task_id))
+    if raw is None:
+        return None
+    try:
+        marker = json.loads(raw)
+    except ValueError:
+        marker = None
+    return marker if isinstance(marker, dict) else {}
+
+
 @signals.before_task_publish.connect
-def _remember_submitted(headers: dict[str, Any], **_: Any) -> None:
-    """Record that a task id was sent, so status can tell "queued" from "never existed"."""
+def _remember_submitted(headers: dict[str, Any], body: Any = None, **_: Any) -> None:
     task_id = headers.get("id")
     client = getattr(celery.backend, "client", None)
     if task_id and client is not None:
-        client.set(SUBMITTED_KEY.format(task_id), headers.get("task", ""), ex=celery.conf.result_expires)
+        marker = submission_marker(headers.get("task", ""), body)
+        client.set(SUBMITTED_KEY.format(task_id), marker, ex=celery.conf.result_expires)
 
 
 TASK_MODULES = ["app.tasks.network_probe_tasks"]

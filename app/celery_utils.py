@@ -2,16 +2,18 @@
 
 Every function answers when no worker runs: the inspect calls wait
 ``INSPECT_TIMEOUT`` seconds for replies and treat silence as "no workers",
-returning empty lists rather than raising.
+returning empty lists rather than raising. An unreachable broker is not
+silence: it raises ``kombu.exceptions.OperationalError``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery.result import AsyncResult
+from celery import states
 
 from app.celery_app import QUEUES, SUBMITTED_KEY, celery
+from app.core import priority
 
 INSPECT_TIMEOUT = 1.0
 UNKNOWN_STATE = "UNKNOWN"
@@ -31,18 +33,20 @@ def _json_safe(value: Any) -> Any:
 
 def get_task_status(task_id: str) -> dict[str, Any]:
     """State of a task. An id that was never submitted has state ``UNKNOWN`` and ``exists`` False."""
-    result = AsyncResult(task_id, app=celery)
-    state = result.state
-    exists = state != "PENDING" or _was_submitted(task_id)
+    # One read of the stored meta: state, readiness and result must describe the same moment
+    # (asking AsyncResult for each reads again, and a task finishing in between mixes them).
+    meta = celery.backend.get_task_meta(task_id)
+    state = meta["status"]
+    exists = state != states.PENDING or _was_submitted(task_id)
     if not exists:
         state = UNKNOWN_STATE
-    ready = result.ready()
+    ready = state in states.READY_STATES
     return {
         "task_id": task_id,
         "state": state,
         "ready": ready,
-        "successful": result.successful() if ready else False,
-        "result": _json_safe(result.result) if ready or state == "RETRY" else None,
+        "successful": state == states.SUCCESS,
+        "result": _json_safe(meta.get("result")) if ready or state == states.RETRY else None,
         "exists": exists,
     }
 
@@ -57,6 +61,10 @@ def revoke_task(task_id: str, terminate: bool = False) -> dict[str, Any]:
 
 
 def _inspect() -> Any:
+    """An inspect handle, once the broker is known to answer: without that check an unreachable
+    broker would look like "no workers" (``kombu.exceptions.OperationalError`` is raised instead)."""
+    with celery.connection_for_read() as conn:
+        conn.ensure_connection(max_retries=1)
     return celery.control.inspect(timeout=INSPECT_TIMEOUT)
 
 
@@ -78,6 +86,15 @@ def get_active_tasks() -> list[dict[str, Any]]:
     ]
 
 
+def _task_priority(request: dict[str, Any]) -> int | None:
+    """The task's priority (0-10, larger sooner) from the Redis bucket it was delivered from.
+
+    The entry's own ``priority`` is that of the worker's timer, not of the task.
+    """
+    bucket = (request.get("delivery_info") or {}).get("priority")
+    return priority.from_broker(bucket) if isinstance(bucket, int) else None
+
+
 def get_scheduled_tasks() -> list[dict[str, Any]]:
     """Tasks a worker holds with an ETA or countdown (retries included): task_id, task_name, eta, priority."""
     replies = _inspect().scheduled() or {}
@@ -89,7 +106,7 @@ def get_scheduled_tasks() -> list[dict[str, Any]]:
             "args": entry.get("request", {}).get("args"),
             "kwargs": entry.get("request", {}).get("kwargs"),
             "eta": entry.get("eta"),
-            "priority": entry.get("priority"),
+            "priority": _task_priority(entry.get("request", {})),
         }
         for worker, entries in replies.items()
         for entry in entries

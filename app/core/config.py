@@ -49,6 +49,13 @@ class AppSection(_Section):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return upper
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters (or empty to generate one)")
+        return value
+
 
 class RedisSection(_Section):
     embedded: bool = True
@@ -113,6 +120,24 @@ class ProbesSection(_Section):
     retry_jitter: bool = True
 
 
+class ApiSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(2, ge=1, le=64)  # gunicorn processes `admin-mit up` runs
+    # Reverse proxies in front that set X-Forwarded-For/-Proto; 0 trusts no such header.
+    trusted_proxies: int = Field(0, ge=0, le=5)
+    access_token_minutes: int = Field(15, ge=1, le=1440)
+    refresh_token_days: int = Field(7, ge=1, le=365)
+    # Failed logins within login_window_seconds before further attempts answer 429.
+    login_max_failures: int = Field(5, ge=1)
+    login_max_failures_per_ip: int = Field(20, ge=1)
+    login_window_seconds: int = Field(900, ge=1)
+    # Argon2id cost of a password hash (argon2-cffi's defaults): each login or password
+    # change uses this much memory and CPU time. Lower it only on small machines.
+    password_hash_time_cost: int = Field(3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(65536, ge=8192, le=4 * 1024 * 1024)
+
+
 class Settings(BaseModel):
     """Everything the process knows about its surroundings, validated once."""
 
@@ -123,6 +148,7 @@ class Settings(BaseModel):
     celery: CelerySection = CelerySection()
     database: DatabaseSection = DatabaseSection()
     probes: ProbesSection = ProbesSection()
+    api: ApiSection = ApiSection()
     config_dir: Path = PROJECT_ROOT / "config"
 
     @property

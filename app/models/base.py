@@ -23,6 +23,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# The largest id an INTEGER primary key holds (every table but probe_results): inputs are
+# bounded by it, so a huge id is "not found" rather than a database error.
+MAX_ID = 2**31 - 1
+
 # A 64-bit key on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -1,5 +1,9 @@
 """Errors a caller can show to a user as they are: each message is one line."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class ServiceError(Exception):
     """Base class; ``code`` is a stable machine-readable name."""
@@ -23,3 +27,39 @@ class InvalidInputError(ServiceError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
+
+
+class AuthenticationError(ServiceError):
+    """No valid credentials: a missing, expired, revoked or malformed token, or a wrong password."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(ServiceError):
+    """Valid credentials whose role does not allow the operation."""
+
+    code = "forbidden"
+
+
+class RateLimitedError(ServiceError):
+    """Too many attempts; ``retry_after`` is the number of seconds to wait."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def describe_validation_error(error: Any) -> tuple[str | None, str]:
+    """(field, message) of one pydantic error (an item of ``ValidationError.errors()``).
+
+    A rule over several fields, checked after the fields themselves, names the field it
+    blames in its context (``PydanticCustomError(..., {"field": ...})``), since its
+    location is the whole model.
+    """
+    field = ".".join(str(part) for part in error["loc"]) or (error.get("ctx") or {}).get("field")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    return field, message

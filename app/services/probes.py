@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import select
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.core.config import active_settings
 from app.extensions import db
 from app.models import Probe, ProbeGroup
+from app.models.base import MAX_ID
 from app.probes import PROTOCOLS, validate_target
 from app.probes.conditions import Conditions
 from app.services import scheduling, status_cache
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from app.services.errors import ConflictError, InvalidInputError, NotFoundError, describe_validation_error
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_INTERVAL_SECONDS = 86400
@@ -26,69 +37,72 @@ class ProbeInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=100)
-    protocol: str
-    target: str = Field(min_length=1, max_length=2048)
-    method: str = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: str | None = None
-    expect: str | None = None
+    name: str = Field(min_length=1, max_length=100, pattern=r"\S", description="Unique within the tenant.")
+    protocol: Literal[PROTOCOLS]  # type: ignore[valid-type]
+    target: str = Field(min_length=1, max_length=2048,
+                        description="A URL for http/https/websocket, host:port for tcp/udp.")
+    method: Literal[HTTP_METHODS] = Field("GET", description="HTTP method (http/https).")  # type: ignore[valid-type]
+    headers: dict[str, str] = Field(default_factory=dict, max_length=50, description="Request headers (http/https).")
+    body: str | None = Field(None, max_length=65536,
+                             description="Request body, or the payload sent by tcp/udp/websocket.")
+    expect: str | None = Field(None, max_length=4096, description="Text the tcp/udp/websocket reply must contain.")
     verify_tls: bool = True
     follow_redirects: bool = True
-    # Unset: probes.default_timeout_seconds, or half the interval when that is shorter.
-    timeout_seconds: float | None = Field(None, gt=0, le=300)
-    interval_seconds: int = Field(60, ge=1, le=MAX_INTERVAL_SECONDS)
+    timeout_seconds: float | None = Field(
+        None, ge=0.1, le=300,
+        description="Seconds; below interval_seconds. Default: probes.default_timeout_seconds or half the interval.")
+    interval_seconds: int = Field(60, ge=1, le=MAX_INTERVAL_SECONDS,
+                                  description="Seconds between scheduled runs (at least probes.min_interval_seconds).")
     enabled: bool = True
-    auto_probe: bool = True
-    conditions: dict[str, Any] = Field(default_factory=dict)
-    group_id: int | None = None
+    auto_probe: bool = Field(True, description="Run on the schedule; false: only when run by hand.")
+    conditions: Conditions = Field(default_factory=Conditions,
+                                   description="What makes a run a success, beyond reaching the target.")
+    group_id: int | None = Field(None, ge=1, le=MAX_ID)
 
-    @field_validator("protocol")
+    @field_validator("protocol", mode="before")
     @classmethod
-    def _known_protocol(cls, value: str) -> str:
-        value = value.lower()
-        if value not in PROTOCOLS:
+    def _known_protocol(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() not in PROTOCOLS:
             raise ValueError(f"unknown protocol {value!r}; expected one of {', '.join(PROTOCOLS)}")
-        return value
+        return value.lower() if isinstance(value, str) else value
 
-    @field_validator("method")
+    @field_validator("method", mode="before")
     @classmethod
-    def _known_method(cls, value: str) -> str:
-        value = value.upper()
-        if value not in HTTP_METHODS:
+    def _known_method(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.upper() not in HTTP_METHODS:
             raise ValueError(f"unknown HTTP method {value!r}")
-        return value
+        return value.upper() if isinstance(value, str) else value
 
-    @field_validator("conditions")
-    @classmethod
-    def _valid_conditions(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return Conditions.parse(value).model_dump(exclude_none=True)
+    @field_serializer("conditions")
+    def _stored_conditions(self, value: Conditions) -> dict[str, Any]:
+        return value.model_dump(exclude_none=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ProbeInput":
         try:
             self.target = validate_target(self.protocol, self.target)
         except ValueError as exc:
-            raise ValueError(f"target: {exc}") from None
+            raise _rule_broken("target", str(exc)) from None
         settings = active_settings().probes
         if self.interval_seconds < settings.min_interval_seconds:
-            raise ValueError(f"interval_seconds: must be at least {settings.min_interval_seconds}")
+            raise _rule_broken("interval_seconds", f"must be at least {settings.min_interval_seconds}")
         if self.timeout_seconds is None:
             self.timeout_seconds = min(settings.default_timeout_seconds, self.interval_seconds / 2)
         if self.timeout_seconds >= self.interval_seconds:
-            raise ValueError("timeout_seconds: must be shorter than interval_seconds")
+            raise _rule_broken("timeout_seconds", "must be shorter than interval_seconds")
         return self
+
+
+def _rule_broken(field: str, message: str) -> PydanticCustomError:
+    """A rule over the whole probe, blaming one field (see ``describe_validation_error``)."""
+    return PydanticCustomError("probe_rule", "{message}", {"field": field, "message": message})
 
 
 def _validated(data: dict[str, Any]) -> ProbeInput:
     try:
         return ProbeInput(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(part) for part in err["loc"]) or None
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown field"
+        field, message = describe_validation_error(exc.errors(include_url=False)[0])
         raise InvalidInputError(message, field=field) from None
 
 
@@ -152,6 +166,54 @@ def get_probe(tenant_id: int, probe_id: int) -> Probe:
     if probe is None or probe.tenant_id != tenant_id:
         raise NotFoundError(f"probe {probe_id} not found")
     return probe
+
+
+STATUS_FILTERS = ("success", "failed", "timeout", "error", "never_run")
+
+
+@dataclass(frozen=True)
+class ProbeFilter:
+    group_id: int | None = None
+    protocol: str | None = None
+    enabled: bool | None = None
+    status: str | None = None  # latest result's status, or "never_run"
+
+
+def search_probes(tenant_id: int, filters: ProbeFilter, page: int = 1,
+                  per_page: int = 50) -> tuple[list[tuple[Probe, dict[str, Any] | None]], int]:
+    """One page of a tenant's probes, each with its latest status, and the total that match.
+
+    The latest status lives in the Redis cache, not in the probes table, so a status
+    filter first narrows the matching ids (one id query, one cache read), then loads
+    only the page's rows.
+    """
+    query = select(Probe.id).where(Probe.tenant_id == tenant_id).order_by(Probe.id)
+    if filters.group_id is not None:
+        query = query.where(Probe.group_id == filters.group_id)
+    if filters.protocol is not None:
+        query = query.where(Probe.protocol == filters.protocol)
+    if filters.enabled is not None:
+        query = query.where(Probe.enabled == filters.enabled)
+    if filters.status is None:
+        total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        page_ids = list(db.session.scalars(query.offset((page - 1) * per_page).limit(per_page)))
+        latest = status_cache.latest(tenant_id, page_ids)
+    else:
+        ids = list(db.session.scalars(query))
+        latest = status_cache.latest(tenant_id, ids)
+        wanted = filters.status
+        ids = [pid for pid in ids if (latest[pid]["status"] if pid in latest else "never_run") == wanted]
+        total = len(ids)
+        page_ids = ids[(page - 1) * per_page: page * per_page]
+    rows = {probe.id: probe for probe in db.session.scalars(select(Probe).where(Probe.id.in_(page_ids)))}
+    return [(rows[pid], latest.get(pid)) for pid in page_ids if pid in rows], total
+
+
+def owned_ids(tenant_id: int, probe_ids: list[int]) -> set[int]:
+    """Which of ``probe_ids`` exist in the tenant."""
+    if not probe_ids:
+        return set()
+    return set(db.session.scalars(select(Probe.id).where(Probe.tenant_id == tenant_id, Probe.id.in_(probe_ids))))
 
 
 def list_probes(tenant_id: int | None = None) -> list[Probe]:

@@ -66,3 +66,7 @@ def _latest_from_db(tenant_id: int, probe_ids: list[int]) -> dict[int, dict[str,
     )
     rows = db.session.execute(select(ProbeResult.__table__).where(ProbeResult.id.in_(newest))).mappings()
     return {row["probe_id"]: dict(row) for row in rows}
+
+
+def forget_tenant(tenant_id: int) -> None:
+    get_redis().delete(KEY.format(tenant_id))

@@ -5,6 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Tenant
+from app.services import status_cache
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
 
 
@@ -35,3 +36,11 @@ def get_tenant(ref: int | str) -> Tenant:
 
 def list_tenants() -> list[Tenant]:
     return list(db.session.scalars(select(Tenant).order_by(Tenant.id)))
+
+
+def delete_tenant(tenant_id: int) -> None:
+    """Delete a tenant with everything in it (probes, results, users' memberships, tokens)."""
+    tenant = get_tenant(tenant_id)
+    db.session.delete(tenant)
+    db.session.commit()
+    status_cache.forget_tenant(tenant_id)
