@@ -4,24 +4,46 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.core.config import PROJECT_ROOT, Settings, activate, active_settings
 from app.core.database import engine_options
+from app.core.secret_key import resolve_secret_key
 from app.extensions import db, migrate
 
+API_VERSION = "1.0.0"
+# Request bodies are small JSON documents; anything larger is refused with 413.
+MAX_REQUEST_BYTES = 1024 * 1024
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """The Flask application factory: one app per process, bound to the database and Celery."""
+
+def create_app(settings: Settings | None = None) -> OpenAPI:
+    """The Flask application factory: one app per process, bound to the database and Celery,
+    serving the REST API (its OpenAPI document at /api/v1/openapi.json)."""
+    from app.api import PREFIX, register_api
+    from app.api.errors import ErrorBody, validation_error_response
+    from app.api.security import SECURITY_SCHEMES
     from app.celery_app import celery_init_app
 
     settings = settings or active_settings()
     activate(settings)
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
 
-    flask_app = Flask(__name__, instance_path=str(settings.instance_dir))
+    flask_app = OpenAPI(
+        __name__,
+        instance_path=str(settings.instance_dir),
+        info=Info(title="admin-mit-backend API", version=API_VERSION,
+                  description="Network probes, their results and the task queue that runs them, per tenant."),
+        security_schemes=SECURITY_SCHEMES,
+        doc_prefix=PREFIX,
+        doc_url="/openapi.json",
+        validation_error_status=422,
+        validation_error_model=ErrorBody,
+        validation_error_callback=validation_error_response,
+    )
     flask_app.config.update(
-        SECRET_KEY=settings.app.secret_key or None,
+        SECRET_KEY=resolve_secret_key(settings),
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(
             settings.database_url, settings.database.pool_size, settings.database.echo
@@ -34,5 +56,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     db.init_app(flask_app)
     migrate.init_app(flask_app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    register_api(flask_app)
+    if settings.api.trusted_proxies:
+        hops = settings.api.trusted_proxies
+        flask_app.wsgi_app = ProxyFix(flask_app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     celery_init_app(flask_app)
     return flask_app

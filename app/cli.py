@@ -134,6 +134,75 @@ def tenant_list() -> None:
         click.echo(f"{item.id}\t{item.name}")
 
 
+# --- users -----------------------------------------------------------------------------------
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@cli.group()
+def user() -> None:
+    """API users: add, grant a role, list."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name to give the user a role in.")
+@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), default="admin", show_default=True)
+@click.option("--platform-admin", is_flag=True, help="May manage tenants, workers and queues.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@with_appcontext
+def user_add(username: str, tenant_ref: str | None, role: str, platform_admin: bool, password_stdin: bool) -> None:
+    """Create a user (with a role in a tenant, or as a platform administrator)."""
+    from app.extensions import db
+    from app.services import users
+    from app.services.tenants import get_tenant
+
+    if tenant_ref is None and not platform_admin:
+        raise click.UsageError("give --tenant, --platform-admin, or both")
+    owner = get_tenant(tenant_ref) if tenant_ref else None
+    created = users.create_user(username, _read_password(password_stdin), platform_admin=platform_admin)
+    if owner is not None:
+        users.grant(owner.id, created, role)
+    db.session.commit()
+    where = f" as {role} of tenant {owner.name}" if owner else ""
+    kind = "platform administrator " if platform_admin else ""
+    click.echo(f"{kind}user {created.id} {created.username!r} created{where}")
+
+
+@user.command("grant")
+@click.argument("username")
+@click.option("--tenant", "tenant_ref", required=True, help="Tenant id or name.")
+@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), required=True)
+@with_appcontext
+def user_grant(username: str, tenant_ref: str, role: str) -> None:
+    """Give an existing user a role in a tenant (or change it)."""
+    from app.services import users
+    from app.services.tenants import get_tenant
+
+    owner = get_tenant(tenant_ref)
+    users.grant(owner.id, users.get_user_by_name(username), role)
+    click.echo(f"user {username!r} is {role} of tenant {owner.name}")
+
+
+@user.command("list")
+@with_appcontext
+def user_list() -> None:
+    """List users with their roles."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import User
+
+    click.echo("ID\tUSERNAME\tPLATFORM_ADMIN\tACTIVE\tROLES (tenant:role)")
+    for item in db.session.scalars(select(User).order_by(User.id)):
+        roles = ",".join(f"{m.tenant_id}:{m.role}" for m in sorted(item.memberships, key=lambda m: m.tenant_id))
+        click.echo(f"{item.id}\t{item.username}\t{'yes' if item.is_platform_admin else 'no'}\t"
+                   f"{'yes' if item.is_active else 'no'}\t{roles or '-'}")
+
+
 # --- probes ----------------------------------------------------------------------------------
 
 def _json_option(value: str | None, name: str) -> Any:
@@ -420,7 +489,7 @@ def redis_server(stop: bool) -> None:
               help="Worker processes (default: one per core).")
 @with_appcontext
 def up(concurrency: int | None) -> None:
-    """Migrate, then run Redis (embedded default), a worker on every queue and beat until Ctrl-C."""
+    """Migrate, then run Redis (embedded default), a worker on every queue, beat and the API until Ctrl-C."""
     from flask_migrate import upgrade
 
     from app.runner import Supervisor, configure_logging

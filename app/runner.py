@@ -1,11 +1,12 @@
 """``admin-mit up``: every part of the system as child processes of one command.
 
 After the CLI has applied migrations, starts the embedded Redis (when
-configured and not already running), a worker on every queue and beat.
-Children get their own session, so Ctrl-C reaches only this process, which
-stops them in order — beat, then the worker (a warm shutdown: running tasks
-finish), then Redis (which saves its data) — and exits. If a child dies on its
-own, the rest are stopped too. A Redis that was already running is left running.
+configured and not already running), a worker on every queue, beat, and the
+REST API (gunicorn on ``api.host:api.port``). Children get their own session,
+so Ctrl-C reaches only this process, which stops them in order — the API (no
+new requests), beat, then the worker (a warm shutdown: running tasks finish),
+then Redis (which saves its data) — and exits. If a child dies on its own, the
+rest are stopped too. A Redis that was already running is left running.
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ def beat_command(loglevel: str) -> list[str]:
     return celery_command("beat", f"--loglevel={loglevel}")
 
 
+def api_command(settings: Settings) -> list[str]:
+    """gunicorn serving ``wsgi:app``: each worker process builds its own app (no preload),
+    so no database or Redis connection is shared across a fork."""
+    api = settings.api
+    return [sys.executable, "-m", "gunicorn", "--bind", f"{api.host}:{api.port}", "--workers", str(api.workers),
+            "--log-level", settings.app.log_level.lower(), "--access-logfile", "-", "--graceful-timeout", "30",
+            "wsgi:app"]
+
+
+def api_address(settings: Settings) -> str:
+    host = settings.api.host
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.api.port}"
+
+
 @dataclass
 class Supervisor:
     """Runs Redis (embedded default), a worker and beat as children; stops them in order."""
@@ -86,6 +101,9 @@ class Supervisor:
         level = self.settings.app.log_level.lower()
         self._spawn("worker", worker_command(level, self.concurrency))
         self._spawn("beat", beat_command(level))
+        self._spawn("api", api_command(self.settings))
+        address = api_address(self.settings)
+        log.info("API on %s — documentation at %s/api/v1/, health at %s/readyz", address, address, address)
 
     def _spawn(self, name: str, command: list[str]) -> None:
         if self._stopping:
@@ -114,9 +132,9 @@ class Supervisor:
         self._stopping = True
 
     def stop(self) -> None:
-        """Beat first (no new work), then the worker (running tasks finish), then Redis (saves)."""
+        """The API and beat first (no new work), then the worker (running tasks finish), then Redis (saves)."""
         self._stopping = True
-        for name in ("beat", "worker", "redis"):
+        for name in ("api", "beat", "worker", "redis"):
             process = self.children.get(name)
             if process is None or process.poll() is not None:
                 continue

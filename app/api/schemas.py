@@ -1,0 +1,68 @@
+"""Response and query models shared by several resources."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models.base import MAX_ID
+
+T = TypeVar("T")
+
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# A name: 1-100 characters, not all blank (surrounding blanks are dropped).
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
+
+
+class Out(BaseModel):
+    """Base of response models built from ORM rows."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(1, ge=1, le=1_000_000, description="1-based page number.")
+    per_page: int = Field(50, ge=1, le=500)
+
+
+class PageMeta(BaseModel):
+    page: int
+    per_page: int
+    total: int
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    meta: PageMeta
+
+
+class TaskAccepted(BaseModel):
+    """A task sent to the queue: poll ``status_url`` for its state and result."""
+
+    task_id: str
+    status_url: str
+    probe_ids: list[int]
+    priority: int | None
+
+
+class TaskStatus(BaseModel):
+    """``app.celery_utils.get_task_status`` over HTTP."""
+
+    task_id: str
+    state: str = Field(description="PENDING, STARTED, RETRY, SUCCESS, FAILURE or REVOKED.")
+    ready: bool
+    successful: bool
+    result: Any = None
+    exists: bool
+
+
+class Timestamps(Out):
+    created_at: datetime
+
+
+def dump(model: type[BaseModel], obj: Any) -> dict[str, Any]:
+    return model.model_validate(obj).model_dump(mode="json")

@@ -1,0 +1,154 @@
+"""Tenant isolation: another tenant's id answers exactly like a missing one, for every resource."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from flask import Flask
+
+from app.services import probe_runs
+from tests.api import PASSWORD, Api, Caller, assert_error
+from tests.conftest import make_tenant
+
+pytestmark = pytest.mark.timeout(60)
+
+MISSING_ID = 987654
+
+
+@dataclass
+class Owned:
+    """One of each resource, created by tenant A."""
+
+    group_id: int
+    probe_id: int
+    user_id: int
+    token_id: int
+    task_id: str
+
+
+def _populate(owner: Caller) -> Owned:
+    group = owner.post("/api/v1/probe-groups", json={"name": "core"}).json
+    probe = owner.post("/api/v1/probes", json={"name": "web", "protocol": "tcp", "target": "127.0.0.1:9",
+                                               "group_id": group["id"], "interval_seconds": 60}).json
+    # A stored result, so results and stats have something to leak.
+    probe_runs.execute_runs(owner.tenant_id or 0, probe_runs.run_requests([probe["id"]], "manual", "t1"), "manual")
+    user = owner.post("/api/v1/users", json={"username": f"member-{uuid.uuid4().hex[:6]}",
+                                             "password": PASSWORD, "role": "viewer"}).json
+    token = owner.post("/api/v1/tokens", json={"name": "ci"}).json
+    task = owner.post(f"/api/v1/probes/{probe['id']}/run").json
+    return Owned(group["id"], probe["id"], user["id"], token["id"], task["task_id"])
+
+
+# Every operation on a tenant's resource by id: (method, path template, JSON body).
+BY_ID = [
+    ("GET", "/api/v1/probe-groups/{group_id}", None),
+    ("PATCH", "/api/v1/probe-groups/{group_id}", {"description": "mine now"}),
+    ("DELETE", "/api/v1/probe-groups/{group_id}", None),
+    ("GET", "/api/v1/probes/{probe_id}", None),
+    ("PATCH", "/api/v1/probes/{probe_id}", {"enabled": False}),
+    ("DELETE", "/api/v1/probes/{probe_id}", None),
+    ("POST", "/api/v1/probes/{probe_id}/run", None),
+    ("GET", "/api/v1/probes/{probe_id}/results", None),
+    ("GET", "/api/v1/probes/{probe_id}/stats", None),
+    ("GET", "/api/v1/users/{user_id}", None),
+    ("PATCH", "/api/v1/users/{user_id}", {"role": "admin"}),
+    ("DELETE", "/api/v1/users/{user_id}", None),
+    ("DELETE", "/api/v1/tokens/{token_id}", None),
+    ("GET", "/api/v1/tasks/{task_id}", None),
+    ("POST", "/api/v1/tasks/{task_id}/revoke", None),
+]
+# Operations by id that are not tenant resources: the platform administrator's.
+PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/purge"}
+
+
+def _missing() -> dict[str, object]:
+    return {"group_id": MISSING_ID, "probe_id": MISSING_ID, "user_id": MISSING_ID, "token_id": MISSING_ID,
+            "task_id": str(uuid.uuid4())}
+
+
+def _call(caller: Caller, method: str, template: str, ids: dict[str, object], body: object) -> object:
+    kwargs = {"json": body} if body is not None else {}
+    return caller.request(method, template.format(**ids), **kwargs)
+
+
+@pytest.fixture
+def two_tenants(api: Api) -> tuple[Caller, Caller, Owned]:
+    owner = api.as_role(make_tenant().id, "admin")
+    intruder = api.as_role(make_tenant().id, "admin")
+    return owner, intruder, _populate(owner)
+
+
+@pytest.mark.parametrize("method, template, body", BY_ID, ids=[f"{m} {t}" for m, t, _ in BY_ID])
+def test_another_tenants_id_answers_like_a_missing_one_and_changes_nothing(
+    api: Api, two_tenants: tuple[Caller, Caller, Owned], method: str, template: str, body: object
+) -> None:
+    owner, intruder, owned = two_tenants
+    missing_ids = _missing()
+    foreign = _call(intruder, method, template, vars(owned), body)
+    missing = _call(intruder, method, template, missing_ids, body)
+    assert_error(foreign, 404, "not_found")
+    assert_error(missing, 404, "not_found")
+    # Same message but for the id itself: nothing tells "exists elsewhere" from "does not exist".
+    ids = {str(value) for value in (*vars(owned).values(), *missing_ids.values())}
+
+    def without_ids(message: str) -> str:
+        return " ".join("<id>" if word.strip("'.,") in ids else word for word in message.split())
+
+    assert without_ids(foreign.json["message"]) == without_ids(missing.json["message"])
+    # The owner still sees everything as it was.
+    assert owner.get(f"/api/v1/probe-groups/{owned.group_id}").json["description"] == ""
+    probe = owner.get(f"/api/v1/probes/{owned.probe_id}").json
+    assert probe["enabled"] is True and probe["group_id"] == owned.group_id
+    assert owner.get(f"/api/v1/users/{owned.user_id}").json["role"] == "viewer"
+    assert [t["revoked_at"] for t in owner.get("/api/v1/tokens").json["items"]] == [None]
+    assert owner.get(f"/api/v1/tasks/{owned.task_id}").json["state"] != "REVOKED"
+
+
+def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
+    """A new resource must join the isolation test: compare with the OpenAPI document."""
+    covered = {(method, template) for method, template, _ in BY_ID}
+    documented = {
+        (method.upper(), path)
+        for path, item in app.api_doc["paths"].items()
+        for method in item
+        if "{" in path and path not in PLATFORM_BY_ID
+    }
+    assert documented == covered
+
+
+def test_lists_show_only_the_callers_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
+    owner, intruder, owned = two_tenants
+    for path in ("/api/v1/probes", "/api/v1/probe-groups", "/api/v1/tokens"):
+        assert len(owner.get(path).json["items"]) == 1
+        assert intruder.get(path).json["items"] == []
+    assert owned.user_id not in [u["id"] for u in intruder.get("/api/v1/users").json["items"]]
+    status = intruder.get(f"/api/v1/probes/status?ids={owned.probe_id}")
+    assert status.status_code == 200 and status.json["items"] == []
+    assert owner.get(f"/api/v1/probes/status?ids={owned.probe_id}").json["items"][0]["probe_id"] == owned.probe_id
+
+
+def test_a_batch_run_with_another_tenants_probe_is_refused_whole(
+    api: Api, two_tenants: tuple[Caller, Caller, Owned]
+) -> None:
+    _, intruder, owned = two_tenants
+    mine = intruder.post("/api/v1/probes", json={"name": "x", "protocol": "tcp", "target": "127.0.0.1:9"}).json
+    response = intruder.post("/api/v1/probes/run", json={"probe_ids": [mine["id"], owned.probe_id]})
+    assert_error(response, 404, "not_found")
+
+
+def test_a_probe_cannot_join_another_tenants_group(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
+    _, intruder, owned = two_tenants
+    response = intruder.post("/api/v1/probes", json={"name": "x", "protocol": "tcp", "target": "127.0.0.1:9",
+                                                     "group_id": owned.group_id})
+    assert_error(response, 404, "not_found")
+    assert intruder.get("/api/v1/probes").json["meta"]["total"] == 0
+
+
+def test_an_api_token_acts_only_in_its_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
+    owner, intruder, owned = two_tenants
+    secret = intruder.post("/api/v1/tokens", json={"name": "script"}).json["token"]
+    script = Caller(api.client, secret)
+    assert_error(script.get(f"/api/v1/probes/{owned.probe_id}"), 404)
+    assert_error(script.get(f"/api/v1/tasks/{owned.task_id}"), 404)
