@@ -225,6 +225,36 @@ class TestProbeCrud:
 
 # --- probe groups ----------------------------------------------------------------------------
 
+class TestCredentialHeaders:
+    """A probe's credentials for its target are used, but never shown back."""
+
+    def test_credential_headers_are_masked_kept_on_change_and_sent_to_the_target(
+        self, api: Api, targets: LoopbackTargets
+    ) -> None:
+        _, op = operator(api)
+        headers = {"Authorization": "Bearer target-credential", "X-Api-Key": "k-123", "X-Trace": "visible"}
+        probe = create(op, target=f"{targets.http_url}/echo", headers=headers,
+                       conditions={"body_regex": "Bearer target-cred[e]ntial"})  # not the secret, literally
+        shown = {"Authorization": "********", "X-Api-Key": "********", "X-Trace": "visible"}
+        assert probe["headers"] == shown
+        assert get(op, f"/probes/{probe['id']}")["headers"] == shown
+        assert "target-credential" not in str(get(op, "/probes"))
+
+        # A client that sends back what it was shown keeps the secrets; a new value replaces one.
+        changed = op.patch(f"{API}/probes/{probe['id']}",
+                           json={"headers": {**shown, "X-Trace": "changed", "X-Api-Key": "k-456"}})
+        assert changed.status_code == 200 and changed.json["headers"]["X-Trace"] == "changed"
+        stored = db.session.get(Probe, probe["id"])
+        db.session.refresh(stored)
+        assert stored.headers == {"Authorization": "Bearer target-credential", "X-Api-Key": "k-456",
+                                  "X-Trace": "changed"}
+
+        # The target receives the real value: the echo must contain it for the run to succeed.
+        report = probe_runs.execute_runs(stored.tenant_id, probe_runs.run_requests([probe["id"]], "manual", "h"),
+                                         "manual")
+        assert report[0]["status"] == "success", report
+
+
 class TestProbeGroups:
     def test_crud_with_probe_counts(self, api: Api) -> None:
         _, op = operator(api)

@@ -41,7 +41,7 @@ class ProbeListQuery(PageQuery):
     group_id: RowId | None = None
     protocol: Literal[PROTOCOLS] | None = None  # type: ignore[valid-type]
     enabled: bool | None = None
-    status: Literal["success", "failed", "timeout", "error", "never_run"] | None = Field(
+    status: Literal[probes.STATUS_FILTERS] | None = Field(  # type: ignore[valid-type]
         None, description="Latest result's status; `never_run` for probes without results.")
 
 
@@ -61,7 +61,8 @@ class ProbeOut(BaseModel):
     protocol: str
     target: str
     method: str
-    headers: dict[str, str]
+    headers: dict[str, str] = Field(description="Values of credential headers (Authorization, Cookie, "
+                                               "*token*, *key* …) read `********`; send that back to keep them.")
     body: str | None
     expect: str | None
     verify_tls: bool
@@ -112,6 +113,7 @@ def _out(probe: Probe, latest: dict[str, Any] | None) -> dict[str, Any]:
     data["next_run_at"] = (datetime.fromtimestamp(probe.next_run_at / 1000, timezone.utc)
                            if probe.next_run_at is not None else None)
     data["latest"] = latest
+    data["headers"] = probes.masked_headers(probe.headers)
     return ProbeOut.model_validate(data).model_dump(mode="json")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal
@@ -29,6 +30,9 @@ from app.services import scheduling, status_cache
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, describe_validation_error
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# Request headers whose values are credentials for the target: never shown back.
+_SECRET_HEADER = re.compile(r"auth|cookie|token|secret|key|passw|session|signature", re.IGNORECASE)
+MASK = "********"
 MAX_INTERVAL_SECONDS = 86400
 
 
@@ -136,9 +140,22 @@ def create_probe(tenant_id: int, data: dict[str, Any]) -> Probe:
     return probe
 
 
+def masked_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """The headers as they may be shown: credential values replaced by ``MASK``."""
+    return {name: MASK if _SECRET_HEADER.search(name) else value for name, value in (headers or {}).items()}
+
+
+def _unmasked(new: dict[str, str], stored: dict[str, str] | None) -> dict[str, str]:
+    """Headers sent back as shown keep their stored secret values."""
+    stored = stored or {}
+    return {name: stored[name] if value == MASK and name in stored else value for name, value in new.items()}
+
+
 def update_probe(tenant_id: int, probe_id: int, changes: dict[str, Any]) -> Probe:
     """Apply ``changes``; a new interval or enabled flag takes effect at the next dispatch tick."""
     probe = get_probe(tenant_id, probe_id)
+    if isinstance(changes.get("headers"), dict):
+        changes = {**changes, "headers": _unmasked(changes["headers"], probe.headers)}
     current = {name: getattr(probe, name) for name in ProbeInput.model_fields}
     fields = _validated({**current, **changes})
     _check_group(tenant_id, fields.group_id)
