@@ -226,6 +226,23 @@ class TestRoles:
         assert root.delete(f"/api/v1/tenants/{created.json['id']}").status_code == 204
         assert_error(root.get(f"/api/v1/tenants/{created.json['id']}"), 404)
 
+    def test_a_tenant_admin_cannot_take_over_a_user_of_other_tenants(self, api: Api) -> None:
+        mine, theirs = make_tenant(), make_tenant()
+        admin = api.as_role(mine.id, "admin")
+        shared_id = api.user(mine.id, "viewer", "shared")
+        users.grant(theirs.id, db.session.get(User, shared_id), "admin")
+
+        for change in ({"password": "taken-over-now"}, {"is_active": False}):
+            assert_error(admin.patch(f"/api/v1/users/{shared_id}", json=change), 403, "forbidden")
+        assert api.login("shared", tenant_id=theirs.id).status_code == 200
+        # Their role here is this tenant's business.
+        assert admin.patch(f"/api/v1/users/{shared_id}", json={"role": "operator"}).json["role"] == "operator"
+        # A platform administrator may reset it.
+        root = api.platform_admin()
+        in_mine = api.caller(root.username, mine.id)
+        assert in_mine.patch(f"/api/v1/users/{shared_id}", json={"password": "reset-by-root"}).status_code == 200
+        assert api.login("shared", "reset-by-root", tenant_id=theirs.id).status_code == 200
+
     def test_an_admin_manages_members_but_not_themselves(self, api: Api) -> None:
         tenant = make_tenant()
         admin = api.as_role(tenant.id, "admin")

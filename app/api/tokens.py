@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api import NOT_FOUND, api_blueprint
 from app.api.schemas import Name, Out, RowId, dump
 from app.api.security import current_principal, role
+from app.models import ROLES
 from app.services import api_tokens
 
 blueprint = api_blueprint("tokens", "API tokens: created by any member, with a role up to their own.")
@@ -23,7 +24,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    role: Literal["viewer", "operator", "admin"] | None = Field(None, description="Default: the caller's role.")
+    role: Literal[ROLES] | None = Field(None, description="Default: the caller's role.")  # type: ignore[valid-type]
     expires_in_days: int | None = Field(None, ge=1, le=3650, description="Default: never expires.")
 
 

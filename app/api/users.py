@@ -9,14 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api import CONFLICT, NOT_FOUND, api_blueprint
 from app.api.schemas import RowId
-from app.api.security import current_principal, role, tenant_id
+from app.api.security import current_principal, is_platform_session, role, tenant_id
+from app.models import ROLES
 from app.services import users
 from app.services.errors import InvalidInputError
 from app.services.passwords import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 
 blueprint = api_blueprint("users", "Users of the caller's tenant and their roles (admin role).")
 
-Role = Literal["viewer", "operator", "admin"]
+Role = Literal[ROLES]  # type: ignore[valid-type]
 
 
 class UserPath(BaseModel):
@@ -89,7 +90,8 @@ def update_user(path: UserPath, body: UserUpdate) -> Any:
     if body.role is not None or body.is_active is False:
         _not_self(path.user_id, "demote or deactivate")
     member = users.update_member(tenant_id(), path.user_id, role=body.role, password=body.password,
-                                 is_active=body.is_active)
+                                 is_active=body.is_active,
+                                 by_platform_admin=is_platform_session(current_principal()))
     return _out(member)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import ROLES, ApiToken, AuthSession, Membership, Tenant, User
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from app.services.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.passwords import hash_password
 
 # Usernames are stored lower-case; input may use either case.
@@ -120,13 +120,21 @@ def get_user_by_name(username: str) -> User:
 
 
 def update_member(tenant_id: int, user_id: int, *, role: str | None = None, password: str | None = None,
-                  is_active: bool | None = None) -> Member:
+                  is_active: bool | None = None, by_platform_admin: bool = False) -> Member:
     """Change a member's role in this tenant, password or active flag.
 
     A new password or deactivation ends the user's sessions everywhere; a new
-    role applies to the next request (roles are read on every request).
+    role applies to the next request (roles are read on every request). The
+    password and the active flag belong to the person, not to this tenant: a tenant
+    admin may change them only for a user of no other tenant, or they could take over
+    (or lock out) an account that has access elsewhere.
     """
     member = get_member(tenant_id, user_id)
+    personal = password is not None or is_active is not None
+    if personal and not by_platform_admin and _reaches_beyond(member.user, tenant_id):
+        raise PermissionDeniedError(
+            "this user also belongs to other tenants; only a platform administrator may change "
+            "their password or active flag")
     if role is not None:
         member.membership.role = check_role(role)
     if password is not None:
@@ -137,6 +145,14 @@ def update_member(tenant_id: int, user_id: int, *, role: str | None = None, pass
         revoke_sessions(user_id)
     db.session.commit()
     return member
+
+
+def _reaches_beyond(user: User, tenant_id: int) -> bool:
+    if user.is_platform_admin:
+        return True
+    return db.session.scalar(
+        select(Membership.id).where(Membership.user_id == user.id, Membership.tenant_id != tenant_id).limit(1)
+    ) is not None
 
 
 def remove_member(tenant_id: int, user_id: int) -> None:
