@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_env import POSTGRES_SERVER_URL, REDIS_SERVER  # bench/ is on sys.path when run as a script
+from bench_env import REDIS_SERVER, BenchError, scratch_postgres  # bench/ is on sys.path when run as a script
 
 API = "/api/v1"
 PASSWORD = "bench-password-0123"
@@ -52,10 +52,6 @@ RESULTS_LIMIT = 100
 CURSOR_PAGES = 20  # pages followed through next_cursor after the first
 # Latest-status mix of the generated results: (status, weight).
 STATUS_MIX = (("success", 0.93), ("failed", 0.05), ("timeout", 0.015), ("error", 0.005))
-
-
-class BenchError(Exception):
-    """The benchmark could not run (a service is missing, a request failed)."""
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -114,13 +110,8 @@ def database_url(kind: str, tmp: Path) -> Iterator[str]:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    from tests.postgres import PostgresUnavailable, scratch_database
-
-    try:
-        with scratch_database(POSTGRES_SERVER_URL, "admin_mit_bench") as url:
-            yield url
-    except PostgresUnavailable as exc:
-        raise BenchError(str(exc)) from None
+    with scratch_postgres() as url:
+        yield url
 
 
 def migrated_app(url: str) -> Any:

@@ -26,17 +26,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from bench_env import POSTGRES_SERVER_URL, REDIS_SERVER, ROOT  # bench/ is on sys.path when run as a script
+from bench_env import REDIS_SERVER, ROOT, BenchError, scratch_postgres  # bench/ is on sys.path when run as a script
 
 PROBE_QUEUE = "network_probes"
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 SETTLE_MARGIN = 5.0  # seconds a dispatched run may take to be stored, on top of its interval
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-class BenchError(Exception):
-    """The benchmark could not run (a process died, a service is missing)."""
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -91,13 +87,8 @@ def database(choice: str | None, tmp: Path) -> Iterator[str]:
     if choice:
         yield choice
         return
-    from tests.postgres import PostgresUnavailable, scratch_database
-
-    try:
-        with scratch_database(POSTGRES_SERVER_URL, "admin_mit_bench") as url:
-            yield url
-    except PostgresUnavailable as exc:
-        raise BenchError(str(exc)) from None
+    with scratch_postgres() as url:
+        yield url
 
 
 def configure_environment(args: argparse.Namespace, database_url: str, tmp: Path) -> None:
