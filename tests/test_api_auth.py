@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
+import jwt
 import pytest
 import redis
 from flask import Flask
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import ApiToken, User
+from app.models import ApiToken, AuthSession, User
 from app.services import users
 from tests.api import PASSWORD, Api, Caller, assert_error
 from tests.conftest import make_tenant
@@ -116,6 +119,27 @@ class TestTokens:
         assert_error(Caller(api.client, new_access).get("/api/v1/probes"), 401)
         assert_error(api.client.post("/api/v1/auth/refresh", json={"refresh_token": first.json["refresh_token"]}), 401)
 
+    def test_a_login_drops_the_users_dead_sessions(self, api: Api) -> None:
+        api.user(make_tenant().id, "viewer", "ann")
+        expired, revoked_long_ago, revoked_now, live = (api.caller("ann") for _ in range(4))
+
+        def session(caller: Caller) -> AuthSession:
+            sid = jwt.decode(caller.token, options={"verify_signature": False})["sid"]
+            return db.session.get(AuthSession, sid)
+
+        now = datetime.now(timezone.utc)
+        session(expired).expires_at = now - timedelta(seconds=1)
+        session(revoked_long_ago).revoked_at = now - timedelta(days=2)
+        session(revoked_now).revoked_at = now
+        kept = {session(revoked_now).id, session(live).id}
+        db.session.commit()
+
+        api.caller("ann")
+        remaining = set(db.session.scalars(select(AuthSession.id)))
+        assert kept < remaining and len(remaining) == 3
+        # A refresh with the recently revoked session still says so.
+        assert_error(api.client.post("/api/v1/auth/refresh", json={"refresh_token": revoked_now.refresh_token}), 401)
+
     def test_an_access_token_is_not_a_refresh_token(self, api: Api) -> None:
         caller = api.as_role(make_tenant().id, "viewer")
         assert_error(api.client.post("/api/v1/auth/refresh", json={"refresh_token": caller.token}), 401)
@@ -135,8 +159,6 @@ class TestTokens:
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
     def test_a_token_signed_with_another_key_is_refused(self, api: Api, app: Flask) -> None:
-        import jwt
-
         caller = api.as_role(make_tenant().id, "admin")
         claims = jwt.decode(caller.token, options={"verify_signature": False})
         forged = jwt.encode(claims, "x" * 48, algorithm="HS256")

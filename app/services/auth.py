@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from app.core.config import active_settings
 from app.extensions import db
@@ -27,6 +27,7 @@ from app.services.errors import AuthenticationError, InvalidInputError, NotFound
 from app.services.passwords import hash_password, needs_rehash, verify_password
 
 ALGORITHM = "HS256"
+REVOKED_SESSION_KEPT = timedelta(days=1)
 ISSUER = "admin-mit"
 
 
@@ -134,8 +135,19 @@ def login(username: str, password: str, tenant_id: int | None, client: str) -> T
         expires_at=_now() + timedelta(days=active_settings().api.refresh_token_days),
     )
     db.session.add(session)
+    _prune_sessions(user.id)
     db.session.commit()
     return _issue(session, user, tenant_role(user, chosen))
+
+
+def _prune_sessions(user_id: int) -> None:
+    """Drop the user's sessions that can no longer be used, so each login does not leave a row
+    behind for good. A revoked one is kept a day: a refresh with it still reads "revoked"."""
+    now = _now()
+    db.session.execute(delete(AuthSession).where(
+        AuthSession.user_id == user_id,
+        or_(AuthSession.expires_at <= now, AuthSession.revoked_at <= now - REVOKED_SESSION_KEPT),
+    ))
 
 
 def refresh(refresh_token: str) -> TokenPair:
