@@ -210,6 +210,8 @@ ENV_ERRORS = {
     "unknown celery setting": ("ADMIN_MIT_CELERY__BROKER_URI", "redis://x", ["broker_uri", "not a Celery setting"]),
     "bad timezone": ("ADMIN_MIT_CELERY__TIMEZONE", "Mars/Olympus", ["celery.timezone", "Mars/Olympus"]),
     "bad log level": ("ADMIN_MIT_APP__LOG_LEVEL", "loud", ["app.log_level"]),
+    "short secret key": ("ADMIN_MIT_APP__SECRET_KEY", "too-short", ["app.secret_key", "at least 32"]),
+    "weak password hash": ("ADMIN_MIT_API__PASSWORD_HASH_MEMORY_KIB", "1024", ["api.password_hash_memory_kib"]),
 }
 
 
@@ -263,3 +265,16 @@ def test_startup_with_broken_config_prints_one_line_and_stops(config_dir: Path, 
     assert str(config_dir / filename) in lines[0]
     assert key in lines[0]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_an_empty_secret_key_is_generated_once_owner_only_and_kept(config_dir: Path, tmp_path: Path) -> None:
+    from app.core.secret_key import resolve_secret_key
+
+    settings = load(config_dir, ADMIN_MIT_APP__INSTANCE_PATH=str(tmp_path))
+    first = resolve_secret_key(settings)
+    assert len(first) >= 32 and resolve_secret_key(settings) == first
+    key_file = tmp_path / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    configured = "k" * 40
+    assert resolve_secret_key(load(config_dir, ADMIN_MIT_APP__INSTANCE_PATH=str(tmp_path),
+                                   ADMIN_MIT_APP__SECRET_KEY=configured)) == configured
