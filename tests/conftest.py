@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -208,6 +210,29 @@ def worker(clean_redis: redis.Redis) -> Iterator[object]:
     with start_worker(celery, pool="threads", concurrency=1, perform_ping_check=False,
                       queues=list(QUEUES), loglevel="WARNING", shutdown_timeout=30) as started:
         yield started
+
+
+@pytest.fixture
+def prefork_worker(pg_app: Flask, postgres_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker process with a prefork pool — the only kind whose running task can be terminated —
+    on the test Redis and the PostgreSQL database of ``pg_app``."""
+    from app import celery_utils
+    from app.core.config import PROJECT_ROOT
+
+    with (tmp_path / "worker.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker", "--pool=prefork",
+             "--concurrency=1", "--loglevel=info"],
+            cwd=PROJECT_ROOT, env={**os.environ, "ADMIN_MIT_DATABASE__URL": postgres_url},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            wait_for(lambda: celery_utils.get_worker_stats()["total_workers"] == 1, timeout=30,
+                     what="the prefork worker")
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
 
 
 # --- targets ---------------------------------------------------------------------------------

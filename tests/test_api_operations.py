@@ -10,13 +10,9 @@ where a running task has to be killed) held busy by the loopback ``/hold`` targe
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +22,7 @@ from werkzeug.test import TestResponse
 
 from app import create_app
 from app.celery_app import QUEUES, celery_init_app
-from app.core.config import PROJECT_ROOT, activate, load_settings
+from app.core.config import activate, load_settings
 from app.extensions import db
 from app.services.dispatch import queue_length
 from app.tasks.network_probe_tasks import execute_probe
@@ -328,27 +324,6 @@ class TestTaskLists:
 
 # --- task status and revoke across tenants -----------------------------------------------------
 
-@pytest.fixture
-def prefork_worker(pg_api: Api, postgres_url: str, tmp_path: Path) -> Iterator[Api]:
-    """A worker process with a prefork pool (the only kind whose running task can be killed), on the
-    test Redis and the PostgreSQL database of ``pg_api``."""
-    log = (tmp_path / "worker.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker", "--pool=prefork",
-         "--concurrency=1", "--loglevel=info"],
-        cwd=PROJECT_ROOT, env={**os.environ, "ADMIN_MIT_DATABASE__URL": postgres_url},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        root = pg_api.platform_admin()
-        wait_for(lambda: workers(root)["total_workers"] == 1, timeout=30, what="the prefork worker")
-        yield pg_api
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-        log.close()
-
-
 class TestTasksAcrossTenants:
     def test_the_platform_admin_reads_any_tenants_task(
         self, pg_api: Api, worker: object, targets: LoopbackTargets
@@ -371,9 +346,9 @@ class TestTasksAcrossTenants:
         assert_error(root.get(f"{API}/tasks/{uuid.uuid4()}"), 404, "not_found")
 
     def test_an_operator_terminates_a_running_probe(
-        self, prefork_worker: Api, targets: LoopbackTargets
+        self, pg_api: Api, prefork_worker: object, targets: LoopbackTargets
     ) -> None:
-        api = prefork_worker
+        api = pg_api
         _, (op_a, viewer_a) = tenant_callers(api, "operator", "viewer")
         _, (op_b,) = tenant_callers(api, "operator")
         root = api.platform_admin()

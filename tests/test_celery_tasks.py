@@ -21,11 +21,11 @@ from sqlalchemy import func, select, text
 
 from app.celery_app import celery
 from app.celery_utils import get_task_status
+from app.core.config import active_settings, load_settings
 from app.extensions import db
 from app.models import Probe, ProbeResult, TaskFailure
 from app.services import probe_runs, status_cache
 from app.services.failures import FailureInfo, register_failure_callback, unregister_failure_callback
-from app.core.config import active_settings, load_settings
 from app.tasks.network_probe_tasks import (
     cleanup_old_results,
     execute_batch_probes,

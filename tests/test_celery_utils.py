@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-from pathlib import Path
-from typing import Iterator
-
 
 import pytest
 import redis
@@ -20,7 +14,6 @@ from app.celery_utils import (
     purge_queue,
     revoke_task,
 )
-from app.core.config import PROJECT_ROOT
 from app.services.dispatch import queue_length
 from app.tasks.network_probe_tasks import cleanup_old_results, execute_probe
 from tests.conftest import make_probe, make_tenant, wait_for
@@ -138,24 +131,6 @@ class TestWithLiveWorker:
         first.get(timeout=30)
         wait_for(lambda: get_task_status(queued.id)["state"] == "REVOKED")
         assert targets.hits("/ok") == 0
-
-
-@pytest.fixture
-def prefork_worker(pg_app: Flask, postgres_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker process with a prefork pool: the only kind whose running task can be terminated."""
-    log = (tmp_path / "worker.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker", "--pool=prefork",
-         "--concurrency=1", "--loglevel=info"],
-        cwd=PROJECT_ROOT, env={**os.environ, "ADMIN_MIT_DATABASE__URL": postgres_url},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        wait_for(lambda: celery_utils.get_worker_stats()["total_workers"] == 1, timeout=30, what="the worker")
-        yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
 
 
 def test_revoke_with_terminate_kills_the_running_task(

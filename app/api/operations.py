@@ -40,22 +40,20 @@ class WorkersOut(BaseModel):
     workers: list[WorkerOut]
 
 
-class ActiveTask(BaseModel):
+class TaskEntry(BaseModel):
     worker: str
     task_id: str | None
     task_name: str | None
     args: Any = None
     kwargs: Any = None
+
+
+class ActiveTask(TaskEntry):
     time_start: float | None
     queue: str | None
 
 
-class ScheduledTask(BaseModel):
-    worker: str
-    task_id: str | None
-    task_name: str | None
-    args: Any = None
-    kwargs: Any = None
+class ScheduledTask(TaskEntry):
     eta: str | None
     priority: int | None
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models.base import MAX_ID
-
-T = TypeVar("T")
 
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 # A name: 1-100 characters, not all blank (surrounding blanks are dropped).
@@ -35,11 +32,6 @@ class PageMeta(BaseModel):
     total: int
 
 
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    meta: PageMeta
-
-
 class TaskAccepted(BaseModel):
     """A task sent to the queue: poll ``status_url`` for its state and result."""
 
@@ -58,10 +50,6 @@ class TaskStatus(BaseModel):
     successful: bool
     result: Any = None
     exists: bool
-
-
-class Timestamps(Out):
-    created_at: datetime
 
 
 def dump(model: type[BaseModel], obj: Any) -> dict[str, Any]:

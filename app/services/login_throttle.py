@@ -13,14 +13,21 @@ from app.services.errors import RateLimitedError
 _KEY = "admin_mit:login-failures:{}:{}"
 
 
-def _keys(username: str, client: str) -> list[tuple[str, int]]:
-    settings = active_settings().api
+def _key(kind: str, value: str) -> str:
     # Hashed: the keys should not spell out usernames and addresses for anyone reading Redis.
-    user_part = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
-    client_part = hashlib.sha256(client.encode()).hexdigest()[:32]
+    return _KEY.format(kind, hashlib.sha256(value.encode()).hexdigest()[:32])
+
+
+def _user_key(username: str) -> str:
+    return _key("user", username.strip().lower())
+
+
+def _keys(username: str, client: str) -> list[tuple[str, int]]:
+    """Each counter with its limit."""
+    settings = active_settings().api
     return [
-        (_KEY.format("user", user_part), settings.login_max_failures),
-        (_KEY.format("client", client_part), settings.login_max_failures_per_ip),
+        (_user_key(username), settings.login_max_failures),
+        (_key("client", client), settings.login_max_failures_per_ip),
     ]
 
 
@@ -57,4 +64,4 @@ def record_failure(username: str, client: str) -> None:
 
 def clear(username: str) -> None:
     """A successful login forgives the username's failures (not the client's)."""
-    get_redis().delete(_keys(username, "")[0][0])
+    get_redis().delete(_user_key(username))

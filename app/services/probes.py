@@ -204,26 +204,26 @@ def search_probes(tenant_id: int, filters: ProbeFilter, page: int = 1,
     filter first narrows the matching ids (one id query, one cache read), then loads
     only the page's rows.
     """
-    query = select(Probe.id).where(Probe.tenant_id == tenant_id).order_by(Probe.id)
+    matching = [Probe.tenant_id == tenant_id]
     if filters.group_id is not None:
-        query = query.where(Probe.group_id == filters.group_id)
+        matching.append(Probe.group_id == filters.group_id)
     if filters.protocol is not None:
-        query = query.where(Probe.protocol == filters.protocol)
+        matching.append(Probe.protocol == filters.protocol)
     if filters.enabled is not None:
-        query = query.where(Probe.enabled == filters.enabled)
+        matching.append(Probe.enabled == filters.enabled)
+    offset = (page - 1) * per_page
     if filters.status is None:
-        total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-        page_ids = list(db.session.scalars(query.offset((page - 1) * per_page).limit(per_page)))
-        latest = status_cache.latest(tenant_id, page_ids)
-    else:
-        ids = list(db.session.scalars(query))
-        latest = status_cache.latest(tenant_id, ids)
-        wanted = filters.status
-        ids = [pid for pid in ids if (latest[pid]["status"] if pid in latest else "never_run") == wanted]
-        total = len(ids)
-        page_ids = ids[(page - 1) * per_page: page * per_page]
-    rows = {probe.id: probe for probe in db.session.scalars(select(Probe).where(Probe.id.in_(page_ids)))}
-    return [(rows[pid], latest.get(pid)) for pid in page_ids if pid in rows], total
+        total = db.session.scalar(select(func.count(Probe.id)).where(*matching)) or 0
+        rows = list(db.session.scalars(
+            select(Probe).where(*matching).order_by(Probe.id).offset(offset).limit(per_page)))
+        latest = status_cache.latest(tenant_id, [probe.id for probe in rows])
+        return [(probe, latest.get(probe.id)) for probe in rows], total
+    ids = list(db.session.scalars(select(Probe.id).where(*matching).order_by(Probe.id)))
+    latest = status_cache.latest(tenant_id, ids)
+    ids = [pid for pid in ids if (latest[pid]["status"] if pid in latest else "never_run") == filters.status]
+    by_id = {probe.id: probe for probe in db.session.scalars(
+        select(Probe).where(Probe.id.in_(ids[offset:offset + per_page])))}
+    return [(by_id[pid], latest.get(pid)) for pid in ids[offset:offset + per_page] if pid in by_id], len(ids)
 
 
 def owned_ids(tenant_id: int, probe_ids: list[int]) -> set[int]:
