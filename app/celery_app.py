@@ -3,13 +3,14 @@
 ``celery`` is configured from the settings when this module is imported, so
 ``from app.tasks.network_probe_tasks import execute_probe`` followed by
 ``execute_probe.apply_async(...)`` publishes to the configured broker from any
-Python process. Running a task needs a Flask app (for the database session);
-``celery_init_app`` binds one, and a worker that was started without one
-creates it on first use.
+Python process. Running a task needs a Flask app (for the database session):
+``celery_init_app`` binds one (``create_app`` calls it; ``celery_worker.py`` does it
+for every worker and beat).
 """
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 from typing import Any
@@ -124,13 +125,28 @@ def celery_init_app(flask_app: Flask) -> Celery:
 
 
 def get_flask_app() -> Flask:
-    """The process's Flask app, created on first use in a worker started without one."""
+    """The process's Flask app, bound by ``create_app`` (``celery_worker.py`` does it for workers)."""
     if _flask_app is None:
-        from app import create_app
-
-        create_app(active_settings())
-    assert _flask_app is not None
+        raise RuntimeError("no Flask app is bound to Celery: start workers and beat with "
+                           "`celery -A celery_worker.celery …`, or call app.create_app() first")
     return _flask_app
+
+
+@signals.worker_init.connect
+def _freeze_startup_heap(**_: Any) -> None:
+    """Objects made at start-up live as long as the worker: keep the garbage collector off them.
+
+    A full collection otherwise walks the whole heap (Flask, SQLAlchemy, Celery, the
+    models) again and again while probes run; frozen before the pool forks, the children
+    share those pages too instead of copying them when the collector touches them.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+@signals.worker_process_init.connect
+def _freeze_child_heap(**_: Any) -> None:
+    gc.freeze()
 
 
 @signals.before_task_publish.connect

@@ -17,14 +17,15 @@ from celery import signals
 from celery.beat import ScheduleEntry
 from celery.result import AsyncResult
 from flask import Flask
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from app.celery_app import celery
 from app.celery_utils import get_task_status
 from app.core.config import active_settings, load_settings
 from app.extensions import db
-from app.models import Probe, ProbeResult, TaskFailure
-from app.services import probe_runs, status_cache
+from app.models import Probe, ProbeLease, ProbeResult, TaskFailure
+from app.services import probe_runs, run_losses, scheduling, status_cache
+from app.services.dispatch import dispatch_due
 from app.services.failures import FailureInfo, register_failure_callback, unregister_failure_callback
 from app.tasks.network_probe_tasks import (
     cleanup_old_results,
@@ -166,40 +167,56 @@ class TestExecuteBatchProbesTask:
             (1, "success", "auto"), (2, "failed", "auto"), (3, "success", "auto")
         ]
 
-    def test_redelivered_scheduled_run_writes_no_second_result(
-        self, pg_app: Flask, worker: object, targets: LoopbackTargets
-    ) -> None:
-        tenant = make_tenant()
-        probe = make_probe(tenant.id, f"{targets.http_url}/ok")
-        slot = {str(probe.id): 1_700_000_000_000}
-        kwargs = {"probe_ids": [probe.id], "tenant_id": tenant.id, "probe_type": "auto", "scheduled_for": slot}
-
-        first = execute_batch_probes.apply_async(kwargs=kwargs).get(timeout=20)
-        again = execute_batch_probes.apply_async(kwargs=kwargs).get(timeout=20)
-
-        assert first["results"][0]["duplicate"] is False
-        assert again["results"][0]["duplicate"] is True
-        [stored] = results_of(probe.id)
-        assert stored.run_key == "auto:1700000000000"
-        assert stored.scheduled_for == datetime.fromtimestamp(1_700_000_000, timezone.utc)
-
-
-    def test_scheduled_batch_that_waited_too_long_is_dropped_and_counted(
+    def test_a_dispatched_slot_delivered_twice_runs_and_is_stored_once(
         self, pg_app: Flask, worker: object, targets: LoopbackTargets, clean_redis: Any
     ) -> None:
         tenant = make_tenant()
-        probes = [make_probe(tenant.id, f"{targets.http_url}/ok") for _ in range(3)]
+        probe = make_probe(tenant.id, f"{targets.http_url}/ok")
+        slot = _make_due(probe)
         targets.reset()
-        stale = execute_batch_probes.apply_async(
-            kwargs={"probe_ids": [p.id for p in probes], "tenant_id": tenant.id, "probe_type": "auto",
-                    "scheduled_for": {str(p.id): 1_700_000_000_000 for p in probes}},
-            expires=datetime.now(timezone.utc) - timedelta(seconds=1),
-        )
 
-        wait_for(lambda: clean_redis.get(probe_runs.EXPIRED_COUNTER) == "3", what="the expired runs to be counted")
-        assert AsyncResult(stale.id, app=celery).state == "REVOKED"
-        assert targets.hits("/ok") == 0
-        assert all(results_of(p.id) == [] for p in probes)
+        report = dispatch_due()  # claims the slot, writes its lease, publishes the message
+        assert (report.claimed, report.messages) == (1, 1)
+        # The same message again, as Redis hands back a message whose worker died after running it.
+        kwargs = {"probe_ids": [probe.id], "tenant_id": tenant.id, "probe_type": "auto",
+                  "scheduled_for": {str(probe.id): slot}}
+        again = execute_batch_probes.apply_async(kwargs=kwargs).get(timeout=20)
+
+        [stored] = wait_for(lambda: results_of(probe.id), what="the scheduled result")
+        assert stored.run_key == f"auto:{slot}" and stored.probe_type == "auto"
+        assert stored.scheduled_for == datetime.fromtimestamp(slot / 1000, timezone.utc)
+        assert again["started"] == 0 and again["skipped"] == 1
+        assert targets.hits("/ok") == 1
+        assert db.session.scalar(select(func.count()).select_from(ProbeLease)) == 0  # closed with the result
+
+    def test_a_slot_nobody_started_before_its_next_slot_is_counted_as_expired(
+        self, pg_app: Flask, targets: LoopbackTargets, clean_redis: Any
+    ) -> None:
+        tenant = make_tenant()
+        probes = [make_probe(tenant.id, f"{targets.http_url}/ok") for _ in range(3)]
+        slots = {probe.id: _make_due(probe) for probe in probes}
+        targets.reset()
+        dispatch_due()  # published, but no worker runs
+
+        settings = active_settings().probes
+        later = max(slots.values()) + 60_000 + int(settings.loss_grace_seconds * 1000) + 1
+        dispatch_due(later)  # the sweep of a dispatcher running past the next slot and the grace
+
+        totals = run_losses.totals(datetime.now(timezone.utc) - timedelta(minutes=1),
+                                   datetime.now(timezone.utc) + timedelta(minutes=1), tenant.id)
+        assert totals.lost_by_reason.get("expired") == 3
+        # The late message, picked up now, runs nothing: its slots are no longer current.
+        assert probe_runs.start_scheduled(tenant.id, [p.id for p in probes],
+                                          {str(pid): slot for pid, slot in slots.items()})["started"] == 0
+        assert targets.hits("/ok") == 0 and all(results_of(p.id) == [] for p in probes)
+
+
+def _make_due(probe: Probe) -> int:
+    """Put ``probe``'s next slot a moment in the past; returns the slot (epoch ms)."""
+    slot = scheduling.now_ms() - 50
+    db.session.execute(update(Probe).where(Probe.id == probe.id).values(next_run_at=slot))
+    db.session.commit()
+    return slot
 
 
 class TestScheduleAutoProbesTask:
@@ -274,11 +291,12 @@ class TestRetryPolicy:
             assert task.autoretry_for == (Exception,)
             assert task.acks_late is True
 
-    def test_database_fault_is_retried_with_growing_delays_then_recorded(
+    def test_database_fault_retries_the_write_with_growing_delays_then_is_recorded(
         self, app: Flask, worker: object, targets: LoopbackTargets
     ) -> None:
         tenant = make_tenant()
         probe = make_probe(tenant.id, f"{targets.http_url}/ok")
+        targets.reset()
         _inject_insert_fault(db.engine.dialect.name)
         retries: list[tuple[int, float]] = []
         failures: list[FailureInfo] = []
@@ -302,12 +320,14 @@ class TestRetryPolicy:
 
         assert [n for n, _ in retries] == [1, 2, 3]
         assert [round(delay) for _, delay in retries] == [1, 2, 4]
-        assert targets.hits("/ok") >= 4  # the probe ran every time; storing it failed
+        assert targets.hits("/ok") == 1  # the probe ran once; the retries re-ran only the write
         assert results_of(probe.id) == []
         failure = _failure_of(task.id)  # committed before the callbacks are called
         assert failure is not None
         assert failure.retries == 3 and failure.tenant_id == tenant.id
         assert "injected fault" in failure.error and failure.kwargs["probe_id"] == probe.id
+        [kept] = failure.kwargs["measured"]  # the measured result is kept with the failure
+        assert kept["row"]["status"] == "success" and kept["row"]["status_code"] == 200
         assert [f.task_id for f in failures] == [task.id]
         assert get_task_status(task.id)["state"] == "FAILURE"
 

@@ -108,7 +108,22 @@ class ProbesSection(_Section):
     dispatch_batch_size: int = Field(50, ge=1, le=1000)
     dispatch_max_claim: int = Field(5000, ge=1)
     max_queue_backlog: int = Field(100, ge=1)  # messages, each of up to dispatch_batch_size runs
-    batch_concurrency: int = Field(100, ge=1, le=2000)
+    # A worker process runs this many probes at once on its event loop; a task handing it
+    # more waits (its message stays in the queue for another worker) until some finish.
+    max_in_flight: int = Field(2000, ge=1, le=50000)
+    # A claimed slot not stored within its probe's timeout plus this margin is handed to
+    # another worker (at most max_reissues times) while the slot is still current.
+    lease_margin_seconds: float = Field(3.0, gt=0, le=300)
+    max_reissues: int = Field(2, ge=0, le=10)
+    # A slot past its probe's next slot is counted as lost this long after, so results
+    # still waiting in a worker's buffer (database outage) are not counted as lost.
+    loss_grace_seconds: float = Field(30.0, ge=0, le=3600)
+    # Results are written in micro-batches: every write_interval_ms or write_batch_rows rows.
+    write_interval_ms: int = Field(100, ge=1, le=10000)
+    write_batch_rows: int = Field(500, ge=1, le=10000)
+    # Results kept per worker process while the database is down; beyond it the oldest
+    # are dropped and counted as unwritten.
+    write_buffer_max_rows: int = Field(20000, ge=1)
     min_interval_seconds: int = Field(5, ge=1)
     default_timeout_seconds: float = Field(10.0, gt=0)
     status_cache_ttl_seconds: int = Field(86400, ge=60)

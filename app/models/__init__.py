@@ -2,11 +2,11 @@
 
 from app.models.auth import ROLES, ApiToken, AuthSession, Membership, User
 from app.models.base import Base, utcnow
-from app.models.network import Probe, ProbeGroup, ProbeResult
+from app.models.network import Probe, ProbeGroup, ProbeLease, ProbeResult, ProbeRunLoss
 from app.models.task_failure import TaskFailure
 from app.models.tenant import Tenant
 
 __all__ = [
-    "ROLES", "ApiToken", "AuthSession", "Base", "Membership", "Probe", "ProbeGroup", "ProbeResult",
-    "TaskFailure", "Tenant", "User", "utcnow",
+    "ROLES", "ApiToken", "AuthSession", "Base", "Membership", "Probe", "ProbeGroup", "ProbeLease", "ProbeResult",
+    "ProbeRunLoss", "TaskFailure", "Tenant", "User", "utcnow",
 ]

@@ -52,6 +52,9 @@ class Probe(Base):
     conditions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     next_run_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
     missed_runs: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Slots skipped just before the last claimed one: the claim's compare-and-set sets it,
+    # so the claimer reads back how many slots it skipped in the same statement.
+    last_missed_slots: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -92,3 +95,50 @@ class ProbeResult(Base):
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ProbeLease(Base):
+    """A claimed scheduled slot that has no stored result yet: the database's record of work in flight.
+
+    The dispatcher writes one when it claims a slot; the result writer deletes it in the
+    transaction that stores the slot's result. Until then ``expires_ms`` says when the
+    dispatcher may hand the slot to another worker (``attempt`` counts those re-issues),
+    and ``stale_ms`` (the probe's next slot) when it is no longer worth running. Times
+    are epoch milliseconds, like ``probes.next_run_at``.
+    """
+
+    __tablename__ = "probe_leases"
+
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probes.id", ondelete="CASCADE"), primary_key=True)
+    slot_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_ms: Mapped[int] = mapped_column(Integer)  # the probe's timeout plus the lease margin
+    started_ms: Mapped[int | None] = mapped_column(BigInteger)  # NULL while the run waits in the queue
+    expires_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    stale_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ProbeRunLoss(Base):
+    """Scheduled slots that ended without a stored result, by reason.
+
+    ``reason`` is one of ``missed`` (nothing dispatched the slot: the dispatcher was down
+    or held back by a full queue; ``slots`` may be more than one), ``expired`` (claimed,
+    but no worker started it before its probe's next slot), ``lost`` (a worker started it
+    and died, and no other worker ran it while the slot was current) and ``unwritten``
+    (measured, but the database was down longer than the worker's buffer could hold).
+    """
+
+    __tablename__ = "probe_run_losses"
+    __table_args__ = (
+        Index("ix_probe_run_losses_tenant_id_recorded_at", "tenant_id", "recorded_at"),
+        Index("ix_probe_run_losses_probe_id_slot_ms", "probe_id", "slot_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probes.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(16))
+    slot_ms: Mapped[int] = mapped_column(BigInteger)  # the (first) slot lost
+    slots: Mapped[int] = mapped_column(Integer, default=1)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

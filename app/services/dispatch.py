@@ -1,4 +1,21 @@
-"""Turn claimed probe slots into ``execute_batch_probes`` messages on ``network_probes``."""
+"""The dispatcher's tick: claim due slots, re-issue expired leases, count lost slots, publish.
+
+Run about every second by beat (``app.beat_scheduler``), safe to run in several
+processes at once: every step is a compare-and-set in the database.
+
+1. **Sweep**: leases whose slot ended ``probes.loss_grace_seconds`` ago are deleted and
+   their slots counted as ``expired``, ``lost`` or ``unwritten`` (``services.leases``).
+2. **Claim**: due probes move to their next slot (``services.scheduling``); each gets a
+   lease, and slots skipped meanwhile are counted as ``missed``.
+3. **Re-issue**: leases that expired while their slot is current (a dead worker, a
+   message lost with Redis) are handed out again as a new attempt.
+4. **Publish** the claimed and re-issued slots as ``execute_batch_probes`` messages,
+   then commit. If publishing fails, everything rolls back and the next tick tries again;
+   if the commit fails after publishing, workers find no lease and run nothing.
+
+While ``network_probes`` holds ``probes.max_queue_backlog`` messages or more, steps 2–3
+are skipped (the due slots stay due and are counted as missed when claimed).
+"""
 
 from __future__ import annotations
 
@@ -7,87 +24,79 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from app.celery_app import celery
 from app.core.config import active_settings
 from app.extensions import db
-from app.services import scheduling
-from app.services.scheduling import ClaimedRun
+from app.services import leases, run_losses, scheduling
+from app.services.leases import LeasedRun
+from app.services.task_queue import EXECUTE_BATCH, PROBE_QUEUE, Message, publish_all, queue_length
 
 log = logging.getLogger(__name__)
 
-BATCH_TASK = "app.tasks.network_probe_tasks.execute_batch_probes"
-PROBE_QUEUE = "network_probes"
+SWEEP_LIMIT = 10_000  # leases counted per tick; the rest wait for the next one
 
 
 @dataclass(frozen=True)
 class DispatchReport:
     claimed: int = 0
+    reissued: int = 0
     messages: int = 0
     backlog: int = 0
     skipped_for_backlog: bool = False
+    losses: int = 0
 
 
-def queue_length(queue: str) -> int:
-    """Messages waiting in ``queue`` (all priority buckets)."""
-    with celery.connection_for_read() as conn:
-        try:
-            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
-        except conn.channel_errors:
-            return 0  # Redis keeps no trace of an empty queue: "not found" means nothing waits
-
-
-def _batches(runs: list[ClaimedRun], size: int) -> list[list[ClaimedRun]]:
-    by_tenant: dict[int, list[ClaimedRun]] = defaultdict(list)
+def _batches(runs: list[LeasedRun], size: int) -> list[list[LeasedRun]]:
+    by_tenant: dict[int, list[LeasedRun]] = defaultdict(list)
     for run in runs:
         by_tenant[run.tenant_id].append(run)
     return [group[i:i + size] for group in by_tenant.values() for i in range(0, len(group), size)]
 
 
-def _stale_after(batch: list[ClaimedRun]) -> datetime:
-    """A run that has not started by its probe's next slot is stale: the worker drops the batch then."""
-    next_slot_ms = min(run.slot_ms + run.interval_seconds * 1000 for run in batch)
-    return datetime.fromtimestamp(next_slot_ms / 1000, timezone.utc)
-
-
-def _publish(batches: list[list[ClaimedRun]]) -> None:
-    with celery.producer_or_acquire() as producer:
-        for batch in batches:
-            celery.send_task(
-                BATCH_TASK,
-                kwargs={
-                    "probe_ids": [run.probe_id for run in batch],
-                    "tenant_id": batch[0].tenant_id,
-                    "probe_type": "auto",
-                    "scheduled_for": {str(run.probe_id): run.slot_ms for run in batch},
-                },
-                ignore_result=True,
-                expires=_stale_after(batch),
-                producer=producer,
-            )
+def _message(batch: list[LeasedRun]) -> Message:
+    """A batch expires when its last slot does: staleness is judged per run by the worker."""
+    kwargs: dict[str, object] = {
+        "probe_ids": [run.probe_id for run in batch],
+        "tenant_id": batch[0].tenant_id,
+        "probe_type": "auto",
+        "scheduled_for": {str(run.probe_id): run.slot_ms for run in batch},
+    }
+    attempts = {str(run.probe_id): run.attempt for run in batch if run.attempt}
+    if attempts:
+        kwargs["attempts"] = attempts
+    expires = datetime.fromtimestamp(max(run.stale_ms for run in batch) / 1000, timezone.utc)
+    return Message(EXECUTE_BATCH, kwargs, expires=expires, ignore_result=True)
 
 
 def dispatch_due(now: int | None = None) -> DispatchReport:
-    """Claim every due probe and publish its run. Safe to run in several processes at once.
-
-    Messages are published before the claim commits: if publishing fails the
-    claim rolls back and the next tick tries again; if the commit fails after
-    publishing, the run is idempotent (keyed by its slot), so nothing is stored twice.
-    """
+    """One dispatcher tick (see the module docstring)."""
     settings = active_settings().probes
+    now = now or scheduling.now_ms()
     backlog = queue_length(PROBE_QUEUE)
-    if backlog >= settings.max_queue_backlog:
-        log.warning("network_probes holds %d messages (limit %d): not dispatching this tick; "
-                    "slots skipped meanwhile are counted in probes.missed_runs", backlog, settings.max_queue_backlog)
-        return DispatchReport(backlog=backlog, skipped_for_backlog=True)
+    held_back = backlog >= settings.max_queue_backlog
     try:
-        runs = scheduling.claim_due(now or scheduling.now_ms(), settings.dispatch_max_claim)
-        batches = _batches(runs, settings.dispatch_batch_size)
+        lost = run_losses.record(leases.sweep_stale(now, int(settings.loss_grace_seconds * 1000), SWEEP_LIMIT))
+        claimed: list[LeasedRun] = []
+        reissued: list[LeasedRun] = []
+        if not held_back:
+            due = scheduling.claim_due(now, settings.dispatch_max_claim)
+            run_losses.record(run_losses.missed(due))
+            claimed = leases.open_for(due, now, settings.lease_margin_seconds)
+            reissued = leases.reissue_expired(now, settings.max_reissues, settings.dispatch_max_claim)
+        batches = _batches(claimed + reissued, settings.dispatch_batch_size)
         if batches:
-            _publish(batches)
+            publish_all([_message(batch) for batch in batches])
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    if runs:
-        log.info("dispatched %d due probe runs in %d messages", len(runs), len(batches))
-    return DispatchReport(claimed=len(runs), messages=len(batches), backlog=backlog)
+    if held_back:
+        log.warning("network_probes holds %d messages (limit %d): not dispatching this tick; "
+                    "the slots that pass meanwhile are counted as missed", backlog, settings.max_queue_backlog)
+    if reissued:
+        log.warning("re-issued %d runs whose lease expired (a worker stopped or a message was lost)", len(reissued))
+    if lost:
+        log.warning("%d scheduled runs ended without a result (see `admin-mit stats`)", lost)
+    if claimed:
+        log.info("dispatched %d due probe runs in %d messages", len(claimed) + len(reissued), len(batches))
+    return DispatchReport(claimed=len(claimed), reissued=len(reissued), messages=len(batches), backlog=backlog,
+                          skipped_for_backlog=held_back, losses=lost)

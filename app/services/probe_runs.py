@@ -1,81 +1,112 @@
-"""Run probes and store their results, once per run.
+"""Run probes and store their results: on demand, and for the dispatcher's scheduled slots.
 
-Used by the Celery tasks and the CLI alike. Probes of one call run
-concurrently (asyncio, bounded by ``probes.batch_concurrency``) and their
-results are written in one statement. Each result carries a ``run_key``
-(``auto:<slot ms>`` or ``<probe_type>:<run id>``) that is unique per probe, so
-a message delivered twice stores nothing twice.
+Both paths use the process's ``ProbeExecutor`` (one event loop, many probes in flight).
+
+- **On demand** (``execute_runs``: the ``execute_probe`` task, the API's run now, the
+  CLI): the caller waits for the outcomes and stores them itself, so it can return the
+  stored result. If the database refuses the write, ``ResultsNotStored`` carries the
+  measured runs, so a retry writes them without probing again.
+- **Scheduled** (``start_scheduled``: the dispatcher's ``execute_batch_probes``
+  messages): the caller starts the slots it wins on their leases and returns at once;
+  the results go to the process's ``ResultWriter`` as they complete.
+
+Every result carries a ``run_key`` (``auto:<slot ms>`` or ``<probe type>:<run id>``)
+unique per probe, so nothing is stored twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
 
 from sqlalchemy import select
 
 from app.core.config import active_settings
-from app.core.redis_client import get_redis
 from app.extensions import db
-from app.models import Probe, ProbeResult
-from app.probes import run_many
-from app.probes.base import ProbeOutcome, ProbeSpec
+from app.models import Probe
+from app.probes.base import ProbeSpec
 from app.probes.conditions import Conditions
-from app.services import status_cache
+from app.services import leases, result_store, run_losses
+from app.services.probe_executor import Finished, ProbeExecutor, ProbeJob
+from app.services.result_store import MeasuredRun
+from app.services.result_writer import ResultWriter
+from app.services.scheduling import now_ms
 
 log = logging.getLogger(__name__)
 
 PROBE_TYPES = ("manual", "auto")
-DUPLICATES_COUNTER = "admin_mit:stats:duplicate-runs"
-EXPIRED_COUNTER = "admin_mit:stats:expired-runs"
+# How long a task waits for room in a saturated executor before giving its message back.
+CAPACITY_WAIT_SECONDS = 30.0
+# On top of a probe's own timeout, for an on-demand caller waiting for its outcome.
+RUN_WAIT_GRACE_SECONDS = 10.0
+
+
+class ResultsNotStored(Exception):
+    """Probes ran, but their results could not be written; ``runs`` holds them for a retry."""
+
+    def __init__(self, runs: list[MeasuredRun], cause: BaseException) -> None:
+        detail = str(getattr(cause, "orig", None) or cause).strip().splitlines()
+        super().__init__(f"results not stored: {detail[0] if detail else type(cause).__name__}")
+        self.runs = runs
 
 
 @dataclass(frozen=True)
 class RunRequest:
     probe_id: int
     run_key: str
-    scheduled_for: datetime | None = None
 
 
-def spec_for(probe: Probe) -> ProbeSpec:
+def run_requests(probe_ids: list[int], probe_type: str, run_id: str) -> list[RunRequest]:
+    """One on-demand run per distinct probe, keyed by the probe type and the run id."""
+    return [RunRequest(pid, f"{probe_type}:{run_id}") for pid in dict.fromkeys(int(p) for p in probe_ids)]
+
+
+# --- probes -> jobs -> rows ---------------------------------------------------------------------
+
+def spec_for(probe: Mapping[str, Any]) -> ProbeSpec:
+    """The engine's spec for a ``probes`` row (a mapping of its columns)."""
     return ProbeSpec(
-        protocol=probe.protocol,
-        target=probe.target,
-        timeout=probe.timeout_seconds,
-        method=probe.method,
-        headers=dict(probe.headers or {}),
-        body=probe.body,
-        expect=probe.expect,
-        verify_tls=probe.verify_tls,
-        follow_redirects=probe.follow_redirects,
+        protocol=probe["protocol"],
+        target=probe["target"],
+        timeout=probe["timeout_seconds"],
+        method=probe["method"],
+        headers=dict(probe["headers"] or {}),
+        body=probe["body"],
+        expect=probe["expect"],
+        verify_tls=probe["verify_tls"],
+        follow_redirects=probe["follow_redirects"],
     )
 
 
-def run_requests(probe_ids: list[int], probe_type: str, run_id: str,
-                 scheduled_for: dict[str, int] | None = None) -> list[RunRequest]:
-    """One request per probe: a scheduled slot keys the run, else the probe type and run id."""
-    slots = {int(pid): int(ms) for pid, ms in (scheduled_for or {}).items()}
-    requests = []
-    for pid in dict.fromkeys(int(p) for p in probe_ids):
-        slot = slots.get(pid)
-        if slot is None:
-            requests.append(RunRequest(pid, f"{probe_type}:{run_id}"))
-        else:
-            requests.append(RunRequest(pid, f"auto:{slot}", datetime.fromtimestamp(slot / 1000, timezone.utc)))
-    return requests
+def _probe_rows(tenant_id: int, probe_ids: list[int]) -> dict[int, Mapping[str, Any]]:
+    if not probe_ids:
+        return {}
+    table = Probe.__table__
+    rows = db.session.execute(
+        select(table).where(table.c.tenant_id == tenant_id, table.c.id.in_(probe_ids))).mappings()
+    return {row["id"]: row for row in rows}
 
 
-def _result_row(probe: Probe, request: RunRequest, probe_type: str, outcome: ProbeOutcome,
-                started_at: datetime) -> dict[str, Any]:
+def _job(probe: Mapping[str, Any], run_key: str, probe_type: str, slot_ms: int | None = None) -> ProbeJob:
+    return ProbeJob(spec=spec_for(probe), conditions=Conditions.parse(probe["conditions"]),
+                    tenant_id=probe["tenant_id"], probe_id=probe["id"], run_key=run_key,
+                    probe_type=probe_type, slot_ms=slot_ms)
+
+
+def measured(finished: Finished) -> MeasuredRun:
+    job, outcome = finished.job, finished.outcome
     timings = outcome.timings
-    return {
-        "tenant_id": probe.tenant_id,
-        "probe_id": probe.id,
-        "run_key": request.run_key,
-        "probe_type": probe_type,
+    scheduled_for = (datetime.fromtimestamp(job.slot_ms / 1000, timezone.utc)
+                     if job.slot_ms is not None else None)
+    return MeasuredRun(row={
+        "tenant_id": job.tenant_id,
+        "probe_id": job.probe_id,
+        "run_key": job.run_key,
+        "probe_type": job.probe_type,
         "status": outcome.status.value,
         "response_time_ms": outcome.response_time_ms,
         "status_code": outcome.status_code,
@@ -87,92 +118,135 @@ def _result_row(probe: Probe, request: RunRequest, probe_type: str, outcome: Pro
         "transfer_ms": timings.transfer_ms,
         "cert_expires_at": outcome.cert_expires_at,
         "bytes_read": outcome.bytes_read,
-        "scheduled_for": request.scheduled_for,
-        "started_at": started_at,
+        "scheduled_for": scheduled_for,
+        "started_at": finished.started_at,
         "created_at": datetime.now(timezone.utc),
+    }, slot_ms=job.slot_ms)
+
+
+# --- the process's executor and writer ----------------------------------------------------------
+
+@dataclass
+class _Runtime:
+    pid: int
+    executor: ProbeExecutor
+    writer: ResultWriter
+
+
+_runtime: _Runtime | None = None
+
+
+def _store_batch(runs: list[MeasuredRun]) -> None:
+    from app.celery_app import get_flask_app
+
+    with get_flask_app().app_context():
+        result_store.store(runs)
+
+
+def _mark_dropped(runs: list[MeasuredRun]) -> None:
+    run_losses.mark_unwritten([(run.row["probe_id"], run.slot_ms) for run in runs if run.slot_ms is not None])
+
+
+def runtime() -> _Runtime:
+    """This process's executor and writer, created on first use (again in a forked child)."""
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        settings = active_settings().probes
+        writer = ResultWriter(_store_batch, _mark_dropped, interval_seconds=settings.write_interval_ms / 1000,
+                              batch_rows=settings.write_batch_rows, max_buffered=settings.write_buffer_max_rows)
+        _runtime = _Runtime(os.getpid(), ProbeExecutor(settings.max_in_flight), writer)
+    return _runtime
+
+
+def shutdown(timeout: float) -> None:
+    """Let the probes in flight finish and write every result, within ``timeout`` seconds."""
+    current = _runtime
+    if current is None or current.pid != os.getpid():
+        return
+    started = time.monotonic()
+    current.executor.drain(timeout)
+    current.writer.drain(max(1.0, timeout - (time.monotonic() - started)))
+
+
+# --- on demand ---------------------------------------------------------------------------------
+
+def _report(tenant_id: int, run: MeasuredRun, result_id: int | None) -> dict[str, Any]:
+    row = run.row
+    expires = row["cert_expires_at"]
+    return {
+        "success": True,
+        "probe_id": row["probe_id"],
+        "tenant_id": tenant_id,
+        "status": row["status"],
+        "response_time_ms": row["response_time_ms"],
+        "status_code": row["status_code"],
+        "error": row["error"],
+        "cert_expires_at": expires.isoformat() if expires else None,
+        "result_id": result_id,
+        "duplicate": result_id is None,
     }
 
 
-def _insert_new(rows: list[dict[str, Any]]) -> dict[int, int]:
-    """Insert rows, skipping runs already stored. Returns probe id -> new result id."""
-    if not rows:
-        return {}
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
-        raise RuntimeError(f"unsupported database {dialect}")
-    statement = (
-        dialect_insert(ProbeResult)
-        .on_conflict_do_nothing(index_elements=["probe_id", "run_key"])
-        .returning(ProbeResult.id, ProbeResult.probe_id)
-    )
-    inserted = db.session.execute(statement, rows).all()
-    return {row.probe_id: row.id for row in inserted}
+def execute_runs(tenant_id: int, requests: list[RunRequest], probe_type: str,
+                 already_measured: list[MeasuredRun] | None = None) -> list[dict[str, Any]]:
+    """Run the requested probes of one tenant now, store each new result, report one entry per request.
 
-
-def execute_runs(tenant_id: int, requests: list[RunRequest], probe_type: str) -> list[dict[str, Any]]:
-    """Run the requested probes of one tenant and store each new result.
-
-    Returns one entry per request, in order: ``success`` is False only when the
-    probe does not exist in this tenant. A probe that is down is a stored
-    ``failed``/``timeout``/``error`` result, not a failure of the run.
+    ``success`` is False only when the probe does not exist in this tenant; a probe that
+    is down is a stored ``failed``/``timeout``/``error`` result. ``already_measured``
+    (from ``ResultsNotStored.runs``) stores earlier measurements instead of probing again.
     """
-    probes = {
-        probe.id: probe
-        for probe in db.session.scalars(
-            select(Probe).where(Probe.tenant_id == tenant_id, Probe.id.in_([r.probe_id for r in requests]))
-        )
-    }
-    runnable: list[tuple[Probe, RunRequest]] = []
     report: dict[int, dict[str, Any]] = {}
-    for request in requests:
-        probe = probes.get(request.probe_id)
-        if probe is None:
-            report[request.probe_id] = {"success": False, "probe_id": request.probe_id,
-                                        "error": f"probe {request.probe_id} not found"}
-        elif request.scheduled_for is not None and not (probe.enabled and probe.auto_probe):
-            report[request.probe_id] = {"success": True, "probe_id": probe.id, "skipped": "probe disabled"}
+    if already_measured is None:
+        probes = _probe_rows(tenant_id, [request.probe_id for request in requests])
+        jobs = []
+        for request in requests:
+            probe = probes.get(request.probe_id)
+            if probe is None:
+                report[request.probe_id] = {"success": False, "probe_id": request.probe_id,
+                                            "error": f"probe {request.probe_id} not found"}
+            else:
+                jobs.append(_job(probe, request.run_key, probe_type))
+        db.session.commit()  # no transaction stays open while the probes run
+        wait = max((job.spec.timeout for job in jobs), default=0) + RUN_WAIT_GRACE_SECONDS
+        runs = [measured(done) for done in runtime().executor.run(jobs, timeout=wait)]
+    else:
+        runs = already_measured
+    try:
+        new_ids = result_store.store(runs)
+    except Exception as exc:
+        raise ResultsNotStored(runs, exc) from exc
+    for run in runs:
+        report[run.row["probe_id"]] = _report(tenant_id, run, new_ids.get(run.key))
+    return [report[request.probe_id] for request in requests if request.probe_id in report]
+
+
+# --- scheduled ---------------------------------------------------------------------------------
+
+def start_scheduled(tenant_id: int, probe_ids: list[int], scheduled_for: dict[str, int],
+                    attempts: dict[str, int] | None = None) -> dict[str, Any]:
+    """Start the dispatcher's slots this worker wins, hand them to the executor, return at once.
+
+    A slot is skipped when its lease says so: already started elsewhere, stored, re-issued
+    as a newer attempt, or past its probe's next slot (the dispatcher counts those).
+    """
+    attempts = attempts or {}
+    wanted = [(int(pid), int(scheduled_for[str(pid)]), int(attempts.get(str(pid), 0)))
+              for pid in dict.fromkeys(probe_ids) if str(pid) in scheduled_for]
+    current = runtime()
+    if not current.executor.wait_for_capacity(len(wanted), CAPACITY_WAIT_SECONDS):
+        raise RuntimeError(f"{current.executor.in_flight} probes in flight: no room for {len(wanted)} more")
+    owned = leases.start(tenant_id, wanted, now_ms())
+    probes = _probe_rows(tenant_id, [pid for pid, _ in owned])
+    jobs, dropped = [], []
+    for probe_id, slot_ms in sorted(owned):
+        probe = probes.get(probe_id)
+        if probe is not None and probe["enabled"] and probe["auto_probe"]:
+            jobs.append(_job(probe, f"auto:{slot_ms}", "auto", slot_ms))
         else:
-            runnable.append((probe, request))
-
-    started_at = datetime.now(timezone.utc)
-    specs = [(spec_for(probe), Conditions.parse(probe.conditions)) for probe, _ in runnable]
-    outcomes = asyncio.run(run_many(specs, active_settings().probes.batch_concurrency)) if specs else []
-    rows = [_result_row(probe, request, probe_type, outcome, started_at)
-            for (probe, request), outcome in zip(runnable, outcomes)]
-    new_ids = _insert_new(rows)
-    db.session.commit()  # expires the loaded probes: below, read only the rows and outcomes
-
-    fresh = []
-    for row, outcome in zip(rows, outcomes):
-        result_id = new_ids.get(row["probe_id"])
-        report[row["probe_id"]] = {
-            "success": True,
-            "probe_id": row["probe_id"],
-            "tenant_id": tenant_id,
-            "status": outcome.status.value,
-            "response_time_ms": outcome.response_time_ms,
-            "status_code": outcome.status_code,
-            "error": outcome.error,
-            "result_id": result_id,
-            "duplicate": result_id is None,
-        }
-        if result_id is not None:
-            fresh.append({**row, "id": result_id})
-    _after_store(tenant_id, fresh, duplicates=len(rows) - len(fresh))
-    return [report[request.probe_id] for request in requests]
-
-
-def _after_store(tenant_id: int, rows: list[dict[str, Any]], duplicates: int) -> None:
-    status_cache.store(tenant_id, rows)
-    if duplicates:
-        log.warning("skipped %d probe runs already stored (redelivered message)", duplicates)
-        get_redis().incrby(DUPLICATES_COUNTER, duplicates)
-
-
-def count_expired_runs(runs: int) -> None:
-    log.warning("dropped %d scheduled probe runs that waited past their next slot", runs)
-    get_redis().incrby(EXPIRED_COUNTER, runs)
+            dropped.append((probe_id, slot_ms))  # disabled since it was claimed: not a loss
+    leases.close(dropped)
+    db.session.commit()
+    current.writer.start()
+    current.executor.submit(jobs, lambda done: current.writer.add(measured(done)))
+    return {"success": True, "tenant_id": tenant_id, "total": len(wanted), "started": len(jobs),
+            "skipped": len(wanted) - len(jobs)}

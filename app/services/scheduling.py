@@ -26,10 +26,23 @@ _SPREAD_FACTOR = 7919
 
 @dataclass(frozen=True)
 class ClaimedRun:
+    """One claimed slot: the probe runs once for ``slot_ms``; ``missed`` slots before it were skipped."""
+
     probe_id: int
     tenant_id: int
     slot_ms: int
     interval_seconds: int
+    timeout_seconds: float
+    missed: int = 0
+
+    @property
+    def next_slot_ms(self) -> int:
+        """When this slot stops being current: the probe's next slot."""
+        return self.slot_ms + self.interval_seconds * 1000
+
+    @property
+    def first_missed_ms(self) -> int:
+        return self.slot_ms - self.missed * self.interval_seconds * 1000
 
 
 def now_ms() -> int:
@@ -99,8 +112,10 @@ def claim_due(now: int, limit: int) -> list[ClaimedRun]:
         .values(
             next_run_at=Probe.next_run_at + interval_ms * (elapsed_slots + 1),
             missed_runs=Probe.missed_runs + elapsed_slots,
+            last_missed_slots=elapsed_slots,
         )
-        .returning(Probe.id, Probe.tenant_id, Probe.next_run_at, Probe.interval_seconds)
+        .returning(Probe.id, Probe.tenant_id, Probe.next_run_at, Probe.interval_seconds, Probe.timeout_seconds,
+                   Probe.last_missed_slots)
         .execution_options(synchronize_session=False)
     ).all()
     return [
@@ -109,6 +124,8 @@ def claim_due(now: int, limit: int) -> list[ClaimedRun]:
             tenant_id=row.tenant_id,
             slot_ms=row.next_run_at - row.interval_seconds * 1000,
             interval_seconds=row.interval_seconds,
+            timeout_seconds=row.timeout_seconds,
+            missed=row.last_missed_slots,
         )
         for row in rows
     ]

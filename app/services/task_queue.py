@@ -1,0 +1,52 @@
+"""The one place services publish Celery tasks and read queue lengths.
+
+Tasks are published by name, so services never import the task modules (which import
+the services) nor hold the Celery object themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.celery_app import celery
+
+PROBE_QUEUE = "network_probes"
+EXECUTE_PROBE = "app.tasks.network_probe_tasks.execute_probe"
+EXECUTE_BATCH = "app.tasks.network_probe_tasks.execute_batch_probes"
+
+
+@dataclass(frozen=True)
+class Message:
+    task: str
+    kwargs: dict[str, Any]
+    priority: int | None = None
+    expires: datetime | None = None
+    ignore_result: bool = False
+
+
+def publish(message: Message) -> str:
+    """Publish one task message; returns its task id."""
+    return publish_all([message])[0]
+
+
+def publish_all(messages: list[Message]) -> list[str]:
+    """Publish several messages over one producer connection; returns their task ids in order."""
+    ids = []
+    with celery.producer_or_acquire() as producer:
+        for message in messages:
+            result = celery.send_task(message.task, kwargs=message.kwargs, priority=message.priority,
+                                      expires=message.expires, ignore_result=message.ignore_result,
+                                      producer=producer)
+            ids.append(result.id)
+    return ids
+
+
+def queue_length(queue: str) -> int:
+    """Messages waiting in ``queue`` (all priority buckets)."""
+    with celery.connection_for_read() as conn:
+        try:
+            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+        except conn.channel_errors:
+            return 0  # Redis keeps no trace of an empty queue: "not found" means nothing waits
