@@ -129,12 +129,17 @@ def close(keys: list[SlotKey]) -> set[SlotKey]:
 
 
 def sweep_stale(now: int, grace_ms: int, limit: int) -> list[Loss]:
-    """Delete leases whose slot ended ``grace_ms`` ago, and name each one's loss."""
+    """Delete leases whose slot ended, and whose lease expired, ``grace_ms`` ago; name each one's loss.
+
+    A run started just before its next slot may still be running (up to its timeout), so
+    a lease is counted only once both its slot and its own lease have passed.
+    """
     cutoff = _now(now - grace_ms)
-    stale = _locked(select(ProbeLease.probe_id, ProbeLease.slot_ms).where(ProbeLease.stale_ms <= cutoff), limit)
+    ended = (ProbeLease.stale_ms <= cutoff) & (ProbeLease.expires_ms <= cutoff)
+    stale = _locked(select(ProbeLease.probe_id, ProbeLease.slot_ms).where(ended), limit)
     rows = db.session.execute(
         delete(ProbeLease)
-        .where(tuple_(ProbeLease.probe_id, ProbeLease.slot_ms).in_(stale), ProbeLease.stale_ms <= cutoff)
+        .where(tuple_(ProbeLease.probe_id, ProbeLease.slot_ms).in_(stale), ended)
         .returning(ProbeLease.probe_id, ProbeLease.tenant_id, ProbeLease.slot_ms, ProbeLease.started_ms)
         .execution_options(synchronize_session=False)
     ).all()

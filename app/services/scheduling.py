@@ -61,6 +61,18 @@ def reschedule(probe: Probe, now: int | None = None) -> None:
         probe.next_run_at = None
 
 
+def restart(probe_ids: list[int], now: int | None = None, first_in_ms: int | None = None) -> None:
+    """Start the probes' schedules afresh from ``now`` (spread over their interval, or all
+    ``first_in_ms`` from now), e.g. once the workers are up. Commits."""
+    now = now or now_ms()
+    first = (literal(now + first_in_ms, BigInteger) if first_in_ms is not None
+             else literal(now, BigInteger) + (Probe.id * _SPREAD_FACTOR) % (Probe.interval_seconds * 1000))
+    db.session.execute(
+        update(Probe).where(Probe.id.in_(probe_ids), _schedulable()).values(next_run_at=first)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+
+
 def _schedulable():  # type: ignore[no-untyped-def]
     return (Probe.enabled == true()) & (Probe.auto_probe == true())
 
