@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
 import click
@@ -352,7 +353,11 @@ def probe_run(probe_id: int, tenant_ref: str | None, via_queue: bool, priority: 
         from app.services import probe_runs
 
         requests = probe_runs.run_requests([found.id], "manual", f"cli-{uuid.uuid4().hex}")
-        result = probe_runs.execute_runs(found.tenant_id, requests, "manual")[0]
+        try:
+            result = probe_runs.execute_runs(found.tenant_id, requests, "manual")[0]
+        except probe_runs.ResultsNotStored as exc:
+            _print_json(probe_runs.report_unstored(found.tenant_id, exc.runs)[0])
+            _fail(f"database: {exc}")
     _print_json(result)
     if result.get("status") != "success":
         sys.exit(3)
@@ -429,6 +434,56 @@ def task_revoke(task_id: str, terminate: bool) -> None:
     if not result["success"]:
         _fail(f"task {task_id}: {result['error']}")
     _print_json(result)
+
+
+# --- what happened to the runs ---------------------------------------------------------------
+
+_STATS_ROWS = (
+    ("stored", "results stored (scheduled and on demand)"),
+    ("missed", "slots nothing dispatched: no beat ran, or network_probes was over probes.max_queue_backlog"),
+    ("expired", "slots claimed but started by no worker before the probe's next slot"),
+    ("lost", "slots started by a worker that died, and not run again while current"),
+    ("unwritten", "measured results dropped: the database was down longer than the worker's buffer held"),
+    ("in_flight", "claimed slots not stored yet (now)"),
+)
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since(value: str) -> datetime:
+    """``30m``, ``6h``, ``7d`` ago, or an ISO 8601 time (UTC when no zone is given)."""
+    text = value.strip()
+    if len(text) > 1 and text[-1] in _DURATION and text[:-1].isdecimal():
+        return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * _DURATION[text[-1]])
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter("expected a duration such as 30m, 6h, 7d, or an ISO 8601 time",
+                                 param_hint="--since") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@cli.command("stats")
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (default: all).")
+@click.option("--since", "since_text", default="24h", show_default=True, help="30m, 6h, 7d, or an ISO time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def stats(tenant_ref: str | None, since_text: str, as_json: bool) -> None:
+    """Scheduled runs stored and lost by reason: every slot is one or the other."""
+    from app.services import run_losses
+    from app.services.tenants import get_tenant
+
+    owner = get_tenant(tenant_ref) if tenant_ref else None
+    since, until = _since(since_text), datetime.now(timezone.utc)
+    if since >= until:
+        raise click.BadParameter("must be in the past", param_hint="--since")
+    totals = run_losses.totals(since, until, owner.id if owner else None).as_dict()
+    if as_json:
+        _print_json(totals)
+        return
+    scope = f"tenant {owner.name}" if owner else "all tenants"
+    click.echo(f"runs from {since:%Y-%m-%d %H:%M:%S} to {until:%Y-%m-%d %H:%M:%S} UTC, {scope}:")
+    for key, meaning in _STATS_ROWS:
+        click.echo(f"  {key.replace('_', ' '):<10} {totals[key]:>10}   {meaning}")
 
 
 # --- running the parts -----------------------------------------------------------------------

@@ -386,7 +386,7 @@ class Results:
     skipped_by_dispatcher: int
     duplicate_rows: int
     duplicate_counter: int
-    expired_counter: int
+    losses: dict[str, int]
     queue_peak: int
     worker_rss_peak_mib: float
     cores: dict[str, float]
@@ -415,8 +415,8 @@ def measure(tenant_id: int, window: Window, sampler: Sampler, overflows_before: 
 
     from app.core.redis_client import get_redis
     from app.extensions import db
-    from app.models import Probe, ProbeResult
-    from app.services.probe_runs import DUPLICATES_COUNTER, EXPIRED_COUNTER
+    from app.models import Probe, ProbeResult, ProbeRunLoss
+    from app.services.result_store import DUPLICATES_COUNTER
 
     rows = db.session.execute(
         select(ProbeResult.probe_id, ProbeResult.status, ProbeResult.response_time_ms, ProbeResult.scheduled_for,
@@ -465,7 +465,9 @@ def measure(tenant_id: int, window: Window, sampler: Sampler, overflows_before: 
         skipped_by_dispatcher=sum(probe.missed_runs for probe in probes),
         duplicate_rows=duplicate_rows or 0,
         duplicate_counter=int(get_redis().get(DUPLICATES_COUNTER) or 0),
-        expired_counter=int(get_redis().get(EXPIRED_COUNTER) or 0),
+        losses=dict(db.session.execute(
+            select(ProbeRunLoss.reason, func.sum(ProbeRunLoss.slots))
+            .where(ProbeRunLoss.tenant_id == tenant_id).group_by(ProbeRunLoss.reason)).all()),
         queue_peak=sampler.queue_peak,
         worker_rss_peak_mib=sampler.worker_rss_peak_kib / 1024,
         cores=sampler.cores_used(window.end),
@@ -521,7 +523,8 @@ def report(args: argparse.Namespace, results: Results) -> str:
         ("slots due in settled window: expected / missing / off-grid",
          f"{results.slots_expected:,} / {results.slots_missing:,} / {results.slots_off_grid:,}"),
         ("slots skipped by the dispatcher (Σ probes.missed_runs)", f"{results.skipped_by_dispatcher:,}"),
-        ("runs dropped for waiting past their next slot (expired-runs counter)", f"{results.expired_counter:,}"),
+        ("slots lost, by reason: missed / expired / lost / unwritten (probe_run_losses)",
+         " / ".join(f"{results.losses.get(reason, 0):,}" for reason in ("missed", "expired", "lost", "unwritten"))),
         ("**duplicate runs**: rows per (probe, slot) > 1 / redeliveries skipped",
          f"**{results.duplicate_rows} / {results.duplicate_counter}**"),
         ("peak network_probes queue length", f"{results.queue_peak:,}"),

@@ -167,3 +167,37 @@ def test_redis_restarted_mid_run_resumes_and_accounts_for_every_slot(
     late = db.session.scalar(select(func.count()).select_from(ProbeRunLoss).where(
         ProbeRunLoss.reason == "expired", ProbeRunLoss.slot_ms >= recovered))
     assert late == 0  # nothing dispatched after the recovery was dropped
+
+
+def test_results_beyond_the_buffer_are_counted_as_unwritten_the_rest_are_stored(
+    private_postgres: tuple[PrivatePostgres, Flask], targets: LoopbackTargets, tmp_path: Path
+) -> None:
+    server, _ = private_postgres
+    tenant = make_tenant()
+    probes = [make_probe(tenant.id, f"{targets.http_url}/slow?ms=3000", interval_seconds=30, timeout_seconds=5).id
+              for _ in range(8)]
+    env = {**os.environ, **PIPELINE_ENV, "ADMIN_MIT_DATABASE__URL": server.url,
+           "ADMIN_MIT_PROBES__WRITE_BUFFER_MAX_ROWS": "3"}
+    processes = Processes(env, tmp_path)
+    try:
+        _start(processes)
+        targets.reset()
+        scheduling.restart(probes, first_in_ms=1000)  # one slot for all eight, at once
+        wait_for(lambda: targets.hits("/slow") == 8, timeout=30, what="all eight probes in flight")
+        db.session.remove()
+        db.engine.dispose()
+        server.stop()  # the eight results arrive while the database is down; the buffer holds 3
+        processes.stop("beat")
+        wait_for(lambda: "dropped 5 measured probe results" in processes.log("w1"), timeout=20,
+                 what="the worker to drop what its buffer cannot hold")
+        server.start()
+        wait_for(lambda: _stored(probes) == 3, timeout=30, what="the buffered results")
+        time.sleep(1)
+        processes.stop("w1")
+    finally:
+        processes.stop_all()
+    wait_for(lambda: (sweep_now(), losses_by_reason(probes))[1].get("unwritten") == 5, timeout=40,
+             what="the dropped slots to be counted")  # once their slot and lease have passed
+
+    assert losses_by_reason(probes) == {"unwritten": 5}
+    assert "more than 3 results waited for the database" in processes.log("w1")

@@ -14,7 +14,7 @@ from app.api.schemas import PageMeta, PageQuery, RowId, TaskAccepted
 from app.api.security import role, tenant_id
 from app.models import Probe
 from app.probes import PROTOCOLS
-from app.services import probes, status_cache
+from app.services import probe_runs, probes, status_cache
 from app.services.errors import NotFoundError
 
 blueprint = api_blueprint("probes", "Network probes: HTTP/HTTPS, WebSocket, TCP and UDP checks.")
@@ -184,27 +184,19 @@ def _accepted(task_id: str, probe_ids: list[int], priority: int | None) -> tuple
                 responses={202: TaskAccepted, **NOT_FOUND})
 @role("operator")
 def run_probe(path: ProbePath, query: RunQuery) -> Any:
-    from app.tasks.network_probe_tasks import execute_probe
-
     probe = probes.get_probe(tenant_id(), path.probe_id)
-    task = execute_probe.apply_async(
-        kwargs={"probe_id": probe.id, "tenant_id": probe.tenant_id, "probe_type": "manual"}, priority=query.priority
-    )
-    return _accepted(task.id, [probe.id], query.priority)
+    task_id = probe_runs.queue_run(probe.tenant_id, probe.id, query.priority)
+    return _accepted(task_id, [probe.id], query.priority)
 
 
 @blueprint.post("/probes/run", summary="Run several probes now, in one task",
                 responses={202: TaskAccepted, **NOT_FOUND})
 @role("operator")
 def run_probes(body: BatchRunBody) -> Any:
-    from app.tasks.network_probe_tasks import execute_batch_probes
-
     ids = list(dict.fromkeys(body.probe_ids))
     owned = probes.owned_ids(tenant_id(), ids)
     missing = [pid for pid in ids if pid not in owned]
     if missing:
         raise NotFoundError(f"probes not found: {', '.join(map(str, missing))}")
-    task = execute_batch_probes.apply_async(
-        kwargs={"probe_ids": ids, "tenant_id": tenant_id(), "probe_type": "manual"}, priority=body.priority
-    )
-    return _accepted(task.id, ids, body.priority)
+    task_id = probe_runs.queue_batch(tenant_id(), ids, body.priority)
+    return _accepted(task_id, ids, body.priority)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.api import NOT_FOUND, api_blueprint
 from app.api.probes import ProbePath, StatusName
 from app.api.security import role, tenant_id
-from app.services import results
+from app.services import results, run_losses
 from app.services.errors import InvalidInputError
 
 blueprint = api_blueprint("results", "Stored probe results and statistics.")
@@ -111,3 +111,28 @@ def probe_stats(path: ProbePath, query: WindowQuery) -> Any:
         raise InvalidInputError("must be in the past (until defaults to now)", field="since")
     stats = results.probe_stats(tenant_id(), path.probe_id, since=since, until=until)
     return StatsOut.model_validate(stats).model_dump(mode="json")
+
+
+class RunStatsOut(BaseModel):
+    since: datetime
+    until: datetime
+    stored: int = Field(description="Results stored in the window (scheduled and on demand).")
+    missed: int = Field(description="Scheduled slots nothing dispatched: no dispatcher ran, or the "
+                                    "network_probes queue was over probes.max_queue_backlog.")
+    expired: int = Field(description="Slots claimed but started by no worker before the probe's next slot.")
+    lost: int = Field(description="Slots started by a worker that died, and not run again while current.")
+    unwritten: int = Field(description="Measured results a worker dropped: the database was down longer "
+                                       "than its buffer held.")
+    in_flight: int = Field(description="Claimed slots not stored yet (now, not over the window).")
+
+
+@blueprint.get("/runs/stats",
+               summary="Scheduled runs stored and lost, by reason, over a window (default: the last 24 h)",
+               responses={200: RunStatsOut})
+@role("viewer")
+def run_stats(query: WindowQuery) -> Any:
+    until = query.until or datetime.now(timezone.utc)
+    since = query.since or until - DEFAULT_STATS_WINDOW
+    if since >= until:
+        raise InvalidInputError("must be earlier than until", field="since")
+    return RunStatsOut.model_validate(run_losses.totals(since, until, tenant_id()).as_dict()).model_dump(mode="json")

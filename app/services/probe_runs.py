@@ -30,7 +30,7 @@ from app.extensions import db
 from app.models import Probe
 from app.probes.base import ProbeSpec
 from app.probes.conditions import Conditions
-from app.services import leases, result_store, run_losses
+from app.services import leases, result_store, run_losses, task_queue
 from app.services.probe_executor import Finished, ProbeExecutor, ProbeJob
 from app.services.result_store import MeasuredRun
 from app.services.result_writer import ResultWriter
@@ -187,6 +187,11 @@ def _report(tenant_id: int, run: MeasuredRun, result_id: int | None) -> dict[str
     }
 
 
+def report_unstored(tenant_id: int, runs: list[MeasuredRun]) -> list[dict[str, Any]]:
+    """The report of runs that were measured but not stored (``ResultsNotStored.runs``)."""
+    return [{**_report(tenant_id, run, None), "duplicate": False, "stored": False} for run in runs]
+
+
 def execute_runs(tenant_id: int, requests: list[RunRequest], probe_type: str,
                  already_measured: list[MeasuredRun] | None = None) -> list[dict[str, Any]]:
     """Run the requested probes of one tenant now, store each new result, report one entry per request.
@@ -218,6 +223,20 @@ def execute_runs(tenant_id: int, requests: list[RunRequest], probe_type: str,
     for run in runs:
         report[run.row["probe_id"]] = _report(tenant_id, run, new_ids.get(run.key))
     return [report[request.probe_id] for request in requests if request.probe_id in report]
+
+
+def queue_run(tenant_id: int, probe_id: int, priority: int | None = None) -> str:
+    """Ask a worker to run one probe now (``execute_probe``); returns the task id."""
+    return task_queue.publish(task_queue.Message(
+        task_queue.EXECUTE_PROBE, {"probe_id": probe_id, "tenant_id": tenant_id, "probe_type": "manual"},
+        priority=priority))
+
+
+def queue_batch(tenant_id: int, probe_ids: list[int], priority: int | None = None) -> str:
+    """Ask a worker to run several probes now, in one ``execute_batch_probes`` task; returns its id."""
+    return task_queue.publish(task_queue.Message(
+        task_queue.EXECUTE_BATCH, {"probe_ids": probe_ids, "tenant_id": tenant_id, "probe_type": "manual"},
+        priority=priority))
 
 
 # --- scheduled ---------------------------------------------------------------------------------
