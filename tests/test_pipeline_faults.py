@@ -150,3 +150,25 @@ def test_every_pool_runs_scheduled_probes(processes: Processes, targets: Loopbac
     assert losses_by_reason(probes) == {}
     log = processes.log("w1")
     assert "Traceback" not in log and "ERROR" not in log
+
+
+@pytest.mark.parametrize("pool", [["--pool=prefork", "--concurrency=1"], ["--pool=gevent", "--concurrency=100"]],
+                         ids=["prefork", "gevent"])
+def test_a_warm_shutdown_lets_the_probes_in_flight_finish_and_stores_them(
+    processes: Processes, targets: LoopbackTargets, pool: list[str]
+) -> None:
+    tenant = make_tenant()
+    probes = [make_probe(tenant.id, f"{targets.http_url}/slow?ms=3000", interval_seconds=30, timeout_seconds=5).id
+              for _ in range(8)]
+    targets.reset()
+    processes.worker("w1", *pool)
+    _wait_for_worker(processes, "w1")
+    _start_beat(processes)
+    scheduling.restart(probes, first_in_ms=500)
+    wait_for(lambda: targets.hits("/slow") == 8, timeout=30, what="the probes in flight")
+    processes.stop("beat")
+    processes.stop("w1")  # SIGTERM while the eight are 3 s from answering
+
+    rows = _rows(probes)
+    assert len(rows) == 8 and {r.status for r in rows} == {"success"}
+    assert losses_by_reason(probes) == {}

@@ -69,11 +69,11 @@ def store(runs: list[MeasuredRun]) -> dict[RunKey, int]:
             returning=(ProbeResult.id, ProbeResult.probe_id, ProbeResult.run_key),
         )
         new_ids = {(row.probe_id, row.run_key): row.id for row in inserted}
-        slots = [(run.row["probe_id"], run.slot_ms) for run in runs if run.slot_ms is not None]
+        scheduled = [run for run in runs if run.slot_ms is not None]
+        slots = [(run.row["probe_id"], run.slot_ms) for run in scheduled]
         closed = leases.close(slots)
-        stored_late = [slot for run, slot in zip((r for r in runs if r.slot_ms is not None), slots)
-                       if slot not in closed and run.key in new_ids]
-        run_losses.forget(stored_late)
+        # Stored now but no lease left: the sweep counted the slot as a loss meanwhile.
+        run_losses.forget([slot for run, slot in zip(scheduled, slots) if slot not in closed and run.key in new_ids])
         db.session.commit()
     except BaseException:
         db.session.rollback()
