@@ -137,8 +137,6 @@ class ProbeRun:
     """
 
     spec: ProbeSpec
-    cleanup: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
-    """Closed by ``run_probe`` after the clock has stopped (e.g. a WebSocket closing handshake)."""
     timings: PhaseTimings = field(default_factory=PhaseTimings)
     awaiting_reply: bool = False
     """Connected, and waiting for a reply that must contain ``spec.expect``."""
@@ -149,6 +147,14 @@ class ProbeRun:
     cert_expires_at: datetime | None = None
     verdict: ProbeError | None = None
     """Already decided; reported as is if the deadline cuts off the details still being gathered."""
+    closers: contextlib.AsyncExitStack | None = None
+
+    @property
+    def cleanup(self) -> contextlib.AsyncExitStack:
+        """Closed by ``run_probe`` after the clock has stopped (e.g. a WebSocket closing handshake)."""
+        if self.closers is None:
+            self.closers = contextlib.AsyncExitStack()
+        return self.closers
 
 
 Prober = Callable[[ProbeSpec, ProbeRun], Awaitable[ProbeOutcome]]

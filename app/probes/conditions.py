@@ -65,6 +65,9 @@ class Conditions(BaseModel):
             raise ValueError("invalid conditions: " + "; ".join(problems)) from None
 
 
+_NO_CONDITIONS = Conditions()
+
+
 def _lookup(document: Any, path: str) -> Any:
     """Follow a dot path; integer segments index lists. ``_MISSING`` if the path isn't there."""
     node = document
@@ -155,7 +158,7 @@ def evaluate(outcome: ProbeOutcome, conditions: Conditions | None) -> ProbeOutco
     """
     if outcome.status is not ProbeStatus.SUCCESS:
         return outcome
-    failures = _failed_checks(outcome, conditions or Conditions())
+    failures = _failed_checks(outcome, conditions or _NO_CONDITIONS)
     if not failures:
         return outcome
     return dataclasses.replace(outcome, status=ProbeStatus.FAILED, error="; ".join(failures))

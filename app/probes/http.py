@@ -13,13 +13,11 @@ from __future__ import annotations
 import codecs
 import re
 import socket
-import ssl
 
 from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
 from app.probes.http1 import Response, exchange
-from app.probes.net import connection_error, open_socket, resolve
+from app.probes.net import resolve
 from app.probes.text import quote
-from app.probes.tls import handshake_failed, ssl_context, verification_failed
 from app.probes.urls import Url, parse_url
 
 MAX_REDIRECTS = 10
@@ -89,25 +87,14 @@ async def _fetch(
 ) -> Response:
     """One hop: resolve, connect, (TLS,) request, response."""
     run.status_code = None
-    addresses = await resolve(url.host, url.port, run.timings, socket.SOCK_STREAM)
-    sock = await open_socket(addresses, run.timings)
-    peer = sock.getpeername()
-    try:
-        return await exchange(
-            sock,
-            _request(method, url, headers, body),
-            tls=ssl_context(spec.verify_tls) if url.secure else None,
-            server_hostname=url.host,
-            head_only=method == "HEAD",
-            max_body=spec.max_body_bytes,
-            run=run,
-        )
-    except ssl.SSLCertVerificationError as exc:
-        raise await verification_failed(exc, peer, url.host, run) from exc
-    except ssl.SSLError as exc:
-        raise handshake_failed(exc) from exc
-    except OSError as exc:  # reset by the peer during the handshake or the request
-        raise connection_error(exc) from exc
+    return await exchange(
+        await resolve(url.host, url.port, run.timings, socket.SOCK_STREAM),
+        _request(method, url, headers, body),
+        tls_host=url.host if url.secure else None,
+        head_only=method == "HEAD",
+        max_body=spec.max_body_bytes,
+        run=run,
+    )
 
 
 async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:

@@ -1,10 +1,9 @@
 """One HTTP/1.1 exchange on a connection of its own, the response parsed by llhttp (``httptools``).
 
-The caller opens the TCP connection (so DNS and connect are timed there) and
-this module hands it to the event loop, with TLS when asked, writes the request
-and reads one response. Timed here: TLS (hand-over → handshake done),
-processing (request written → response headers complete) and transfer
-(headers → end of body).
+The caller resolves the host (so DNS is timed there); this module connects to
+the address, starts TLS when asked, writes the request and reads one response.
+Timed here: connect, TLS (handshake), processing (request written → response
+headers complete) and transfer (headers → end of body).
 
 Bounded here, so a hostile server costs a probe little memory and no event-loop
 time worth speaking of: the response head (``MAX_HEADER_BYTES``, ``MAX_HEADERS``),
@@ -16,8 +15,6 @@ closes; a HEAD response ends with its headers; 1xx interim responses are skipped
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
 import time
 from dataclasses import dataclass
 
@@ -25,9 +22,9 @@ import httptools
 
 from app.probes.base import ProbeError, ProbeRun, ProbeStatus
 from app.probes.decoding import BodyDecoder
-from app.probes.net import connection_error
+from app.probes.net import Address, connect, connection_error
 from app.probes.text import size
-from app.probes.tls import check_peer_certificate
+from app.probes.tls import start_tls
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
@@ -50,7 +47,7 @@ class _ResponseReader(asyncio.Protocol):
 
     def __init__(self, head_only: bool, max_body: int, run: ProbeRun) -> None:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.ready_at = self.headers_at = self.complete_at = 0.0
+        self.headers_at = self.complete_at = 0.0
         self.status_code = 0
         self.headers: dict[str, str] = {}
         self.decoder = BodyDecoder("", max_body)
@@ -68,9 +65,6 @@ class _ResponseReader(asyncio.Protocol):
         self._body_wire_bytes = 0
 
     # --- transport events -------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.ready_at = time.perf_counter()
 
     def data_received(self, data: bytes) -> None:
         if self.done.done():
@@ -118,6 +112,8 @@ class _ResponseReader(asyncio.Protocol):
     # --- parser callbacks (httptools) --------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.done.done():
+            return
         self._header_count += 1
         if self._header_count > MAX_HEADERS:
             raise ProbeError(ProbeStatus.FAILED, f"response has more than {MAX_HEADERS} headers")
@@ -127,6 +123,8 @@ class _ResponseReader(asyncio.Protocol):
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
 
     def on_headers_complete(self) -> None:
+        if self.done.done():
+            return
         code = self._parser.get_status_code()
         if 100 <= code < 200 and code != 101:
             self._interim = True
@@ -141,6 +139,8 @@ class _ResponseReader(asyncio.Protocol):
             raise _Stop
 
     def on_body(self, body: bytes) -> None:
+        if self.done.done():
+            return
         self._body_wire_bytes += len(body)
         self._chunk_gap = False
         self._trailer_bytes = 0
@@ -157,8 +157,9 @@ class _ResponseReader(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
-            return
-        raise _Stop
+        else:
+            self._finish()  # not raising _Stop: an exception per run costs more than the few
+            # callbacks a server sending more than one response could still cause (ignored below)
 
     # --- outcome -----------------------------------------------------------------------
 
@@ -175,30 +176,21 @@ class _ResponseReader(asyncio.Protocol):
 
 
 async def exchange(
-    sock: socket.socket,
+    addresses: list[Address],
     request: bytes,
     *,
-    tls: ssl.SSLContext | None,
-    server_hostname: str,
+    tls_host: str | None,
     head_only: bool,
     max_body: int,
     run: ProbeRun,
 ) -> Response:
-    """Send ``request`` on the connected ``sock`` and read one response. TLS errors propagate."""
+    """Connect to the first of ``addresses`` that accepts, (TLS with SNI ``tls_host``,) send, read one response."""
     reader = _ResponseReader(head_only, max_body, run)
-    handed_over = time.perf_counter()
-    try:
-        transport, _ = await asyncio.get_running_loop().create_connection(
-            lambda: reader, sock=sock, ssl=tls, server_hostname=server_hostname if tls else None
-        )
-    except BaseException:
-        sock.close()
-        raise
+    transport, _ = await connect(addresses, run.timings, lambda: reader)
     completed = False
     try:
-        if tls is not None:
-            run.timings.add("tls_ms", (reader.ready_at - handed_over) * 1000)
-            check_peer_certificate(transport.get_extra_info("ssl_object"), run)
+        if tls_host is not None:
+            transport = await start_tls(transport, reader, tls_host, run)
         sent_at = time.perf_counter()
         transport.write(request)
         await reader.done

@@ -83,9 +83,11 @@ def _crashed(spec: ProbeSpec, exc: Exception) -> ProbeOutcome:
 
 
 async def _clean_up(run: ProbeRun) -> None:
+    if run.closers is None:
+        return
     try:
         async with asyncio.timeout(CLEANUP_TIMEOUT):
-            await run.cleanup.aclose()
+            await run.closers.aclose()
     except Exception:  # the verdict is in; a peer that will not close properly changes nothing
         log.debug("closing a %s probe's connection failed", run.spec.protocol)
 

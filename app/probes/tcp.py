@@ -7,7 +7,7 @@ import socket
 import time
 
 from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
-from app.probes.net import connection_error, elapsed_ms, open_socket, resolve, target_host_port
+from app.probes.net import connect, connection_error, elapsed_ms, resolve, target_host_port
 from app.probes.text import expect_missing
 
 READ_CHUNK = 65536
@@ -31,8 +31,11 @@ async def _read_until(reader: asyncio.StreamReader, spec: ProbeSpec, received: b
 
 async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
     host, port = target_host_port(spec.target)
-    sock = await open_socket(await resolve(host, port, run.timings, socket.SOCK_STREAM), run.timings)
-    reader, writer = await asyncio.open_connection(sock=sock)
+    reader = asyncio.StreamReader(limit=READ_CHUNK)
+    transport, protocol = await connect(
+        await resolve(host, port, run.timings, socket.SOCK_STREAM), run.timings, lambda: asyncio.StreamReaderProtocol(reader)
+    )
+    writer = asyncio.StreamWriter(transport, protocol, reader, asyncio.get_running_loop())
     try:
         started = time.perf_counter()
         if spec.body is not None:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import socket
 import ssl
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from cryptography import x509
 
-from app.probes.base import PhaseTimings, ProbeError, ProbeRun, ProbeStatus
-from app.probes.net import open_socket
+from app.probes.base import ProbeError, ProbeRun, ProbeStatus
+from app.probes.net import connection_error, elapsed_ms
 from app.probes.text import cert_expiry
 
 # OpenSSL verify codes (x509_vfy.h) that get their own wording.
@@ -99,13 +99,11 @@ def _verification_message(exc: ssl.SSLCertVerificationError, host: str, validity
 
 async def _look_at_certificate(peer: tuple, host: str) -> Validity | None:
     """The peer's certificate dates over a fresh, non-verifying connection; ``None`` if that fails."""
-    family = socket.AF_INET6 if len(peer) == 4 else socket.AF_INET
     try:
-        sock = await open_socket([(family, peer)], PhaseTimings())
         transport, _ = await asyncio.get_running_loop().create_connection(
-            asyncio.Protocol, sock=sock, ssl=ssl_context(False), server_hostname=host
+            asyncio.Protocol, peer[0], peer[1], ssl=ssl_context(False), server_hostname=host
         )
-    except (OSError, ProbeError):  # ssl.SSLError is an OSError
+    except OSError:  # ssl.SSLError is an OSError
         return None
     try:
         return peer_validity(transport.get_extra_info("ssl_object"))
@@ -122,3 +120,24 @@ async def verification_failed(
     if validity is not None:
         run.cert_expires_at = validity.not_after
     return ProbeError(ProbeStatus.ERROR, _verification_message(exc, host, validity))
+
+
+async def start_tls(
+    transport: asyncio.Transport, protocol: asyncio.BaseProtocol, host: str, run: ProbeRun
+) -> asyncio.Transport:
+    """TLS over a connected transport, timed as ``tls_ms``; every failure becomes a verdict."""
+    peer = transport.get_extra_info("peername")
+    started = time.perf_counter()
+    try:
+        secure = await asyncio.get_running_loop().start_tls(
+            transport, protocol, ssl_context(run.spec.verify_tls), server_hostname=host
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise await verification_failed(exc, peer, host, run) from exc
+    except ssl.SSLError as exc:
+        raise handshake_failed(exc) from exc
+    except OSError as exc:
+        raise connection_error(exc) from exc
+    run.timings.add("tls_ms", elapsed_ms(started))
+    check_peer_certificate(secure.get_extra_info("ssl_object"), run)
+    return secure

@@ -8,6 +8,7 @@ where they hold characters a request line may not carry.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ def _host(text: str) -> str:
     return host
 
 
+@functools.lru_cache(maxsize=4096)  # a probe's target is parsed on every run; Url is immutable
 def parse_url(text: str) -> Url:
     """Parse an absolute URL; ``ValueError`` with a one-line message for a person."""
     try:
