@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 import json
+import logging
+import re
 import socket
 import sys
-from collections.abc import Callable
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -24,15 +29,18 @@ from app.probes import (
     UnknownProtocolError,
     evaluate,
     get_prober,
+    new_event_loop,
     run_many,
     run_probe,
     validate_target,
 )
-from tests.targets import LoopbackTargets, free_port
+from app.probes.tls import ssl_context
+from tests.targets import BOMB_INFLATED, LoopbackTargets, free_port, gzip_bomb
 
 pytestmark = pytest.mark.timeout(30)
 
 SHORT = 0.5  # timeout for probes that are meant to time out
+MEMORY_BOUND = 5_000_000  # what one hostile target may cost a probe, in bytes
 
 
 def run(spec: ProbeSpec, conditions: dict[str, Any] | None = None) -> ProbeOutcome:
@@ -204,6 +212,62 @@ def test_body_read_is_capped(targets: LoopbackTargets) -> None:
 
     assert outcome.status is ProbeStatus.SUCCESS
     assert (outcome.bytes_read, outcome.body) == (5, '{"sta')
+    assert outcome.body_truncated == outcome.to_dict()["body_truncated"] == "body cut at 5 bytes"
+
+
+def test_a_whole_body_is_not_marked_truncated(targets: LoopbackTargets) -> None:
+    exact = run(ProbeSpec("http", targets.http_url + "/ok", max_body_bytes=2))
+    gzip_exact = run(ProbeSpec("http", targets.http_url + "/gzip", max_body_bytes=33))
+
+    assert (exact.body, exact.body_truncated) == ("ok", None)
+    assert (gzip_exact.bytes_read, gzip_exact.body_truncated) == (33, None)
+
+
+def test_a_body_check_on_a_cut_body_says_it_was_cut(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/json", max_body_bytes=5), {"body_contains": "items"})
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "body does not contain “items” (body cut at 5 bytes)"
+
+
+@pytest.mark.parametrize("path", ["/gzip", "/deflate", "/chunked", "/until-close", "/early-hints"])
+def test_compressed_and_differently_framed_bodies_are_read_whole(targets: LoopbackTargets, path: str) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + path))
+
+    assert outcome.status is ProbeStatus.SUCCESS, outcome.error
+    assert outcome.status_code == 200
+    if path == "/early-hints":  # the 103 before it is skipped, its Link header not kept
+        assert (outcome.body, "link" in outcome.headers) == ("ok", False)
+    else:
+        assert json.loads(outcome.body) == {"status": "ok", "items": [1, 2]}
+        assert outcome.body_truncated is None
+    assert outcome.timings.transfer_ms is not None
+
+
+def test_head_request_ends_with_the_headers(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/ok", method="HEAD", timeout=5))
+
+    assert outcome.status is ProbeStatus.SUCCESS, outcome.error
+    assert (outcome.body, outcome.headers["content-length"]) == ("", "2")
+
+
+def test_expect_on_http_is_a_body_check(targets: LoopbackTargets) -> None:
+    found = run(ProbeSpec("http", targets.http_url + "/json", expect='"status": "ok"'))
+    missing = run(ProbeSpec("http", targets.http_url + "/json", expect="down"))
+
+    assert found.status is ProbeStatus.SUCCESS, found.error
+    assert missing.status is ProbeStatus.FAILED
+    assert missing.status_code == 200
+    assert missing.error == "body does not contain “down”"
+
+
+def test_a_body_that_stops_coming_times_out_with_its_status(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/slow-body", timeout=SHORT))
+
+    assert outcome.status is ProbeStatus.TIMEOUT
+    assert outcome.status_code == 200
+    assert outcome.error == "response body not complete within 0.5 s"
+    assert outcome.timings.connect_ms is not None and outcome.timings.transfer_ms is None
 
 
 def test_dns_failure_is_an_error(targets: LoopbackTargets, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,6 +290,7 @@ def test_https_self_signed_with_verification_is_an_error(targets: LoopbackTarget
 
     assert outcome.status is ProbeStatus.ERROR
     assert outcome.error == "certificate not trusted: self-signed certificate"
+    assert outcome.cert_expires_at == targets.cert_not_after  # a second, non-verifying look
 
 
 def test_https_without_verification_succeeds_with_all_phases(targets: LoopbackTargets) -> None:
@@ -255,6 +320,64 @@ def test_min_cert_days_with_a_short_lived_certificate() -> None:
 
     assert outcome.cert_expires_at == short_lived.cert_not_after
     assert outcome.error == "certificate expires in 2 days (minimum 14)"
+
+
+@pytest.fixture
+def trust(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Make the verifying TLS context trust a test CA, the way an operator would (SSL_CERT_FILE)."""
+
+    def trust_ca(path: Path) -> None:
+        monkeypatch.setenv("SSL_CERT_FILE", str(path))
+        ssl_context.cache_clear()
+
+    yield trust_ca
+    ssl_context.cache_clear()  # before monkeypatch restores the variable: the next context is the system's
+
+
+def _expired_message(not_after: datetime, days: int) -> str:
+    return f"certificate expired on {not_after:%Y-%m-%d} ({days} days ago)"
+
+
+def test_an_expired_certificate_is_reported_as_expired_with_verification(
+    trust: Callable[[Path], None],
+) -> None:
+    with LoopbackTargets(signed_by_ca=True) as valid, LoopbackTargets(cert_days=-2, signed_by_ca=True) as expired:
+        trust(valid.ca_path)
+        control = run(ProbeSpec("https", localhost(valid.https_url) + "/ok"))
+        trust(expired.ca_path)
+        https = run(ProbeSpec("https", localhost(expired.https_url) + "/ok"))
+        wss = run(ProbeSpec("websocket", localhost(expired.wss_url)))
+
+    assert control.status is ProbeStatus.SUCCESS, control.error  # the CA is trusted: only the date is wrong
+    for outcome in (https, wss):
+        assert outcome.status is ProbeStatus.ERROR
+        assert outcome.error == _expired_message(expired.cert_not_after, 2)
+        assert outcome.cert_expires_at == expired.cert_not_after
+
+
+def test_an_expired_certificate_fails_without_verification_too() -> None:
+    with LoopbackTargets(cert_days=-2) as expired:
+        https = run(ProbeSpec("https", expired.https_url + "/ok", verify_tls=False))
+        wss = run(ProbeSpec("websocket", expired.wss_url, verify_tls=False))
+        before = expired.hits("/ok")
+
+    for outcome in (https, wss):
+        assert outcome.status is ProbeStatus.FAILED
+        assert outcome.error == _expired_message(expired.cert_not_after, 2)
+        assert outcome.cert_expires_at == expired.cert_not_after
+        assert outcome.timings.tls_ms is not None
+    assert before == 0  # the verdict came from the handshake; no request was sent
+
+
+def test_min_cert_days_on_an_expired_certificate_never_says_minus_days() -> None:
+    now = datetime.now(timezone.utc)
+    expired = ProbeOutcome(ProbeStatus.SUCCESS, cert_expires_at=now - timedelta(days=2, hours=1))
+    soon = ProbeOutcome(ProbeStatus.SUCCESS, cert_expires_at=now + timedelta(days=3, hours=1))
+    today = ProbeOutcome(ProbeStatus.SUCCESS, cert_expires_at=now + timedelta(hours=5, minutes=1))
+
+    assert evaluate(expired, Conditions(min_cert_days=14)).error == _expired_message(expired.cert_expires_at, 2)
+    assert evaluate(soon, Conditions(min_cert_days=14)).error == "certificate expires in 3 days (minimum 14)"
+    assert evaluate(today, Conditions(min_cert_days=1)).error == "certificate expires in 5 hours (minimum 1)"
 
 
 # --- WebSocket -----------------------------------------------------------------------
@@ -358,6 +481,29 @@ def test_tcp_wrong_banner_fails(targets: LoopbackTargets) -> None:
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "expected “220 ” not received (got “READY\\n”)"
+
+
+def test_tcp_payload_and_expect_keep_their_whitespace(targets: LoopbackTargets) -> None:
+    pong = run(ProbeSpec("tcp", targets.tcp_resp, body="PING\r\n", expect="+PONG"))
+    pong_line = run(ProbeSpec("tcp", targets.tcp_resp, body="PING\r\n", expect="+PONG\r\n"))
+    no_line_end = run(ProbeSpec("tcp", targets.tcp_resp, body="PING", expect="+PONG", timeout=SHORT))
+    wrong = run(ProbeSpec("tcp", targets.tcp_resp, body="HELLO\r\n", expect="+PONG", timeout=SHORT))
+
+    assert pong.status is ProbeStatus.SUCCESS, pong.error
+    assert pong.body == "+PONG\r\n"
+    assert pong_line.status is ProbeStatus.SUCCESS, pong_line.error
+    # Redis answers a command only at its line end: "PING" must go out as given, not with one added.
+    assert no_line_end.status is ProbeStatus.TIMEOUT
+    assert no_line_end.error == "expected “+PONG” not received within 0.5 s"
+    assert wrong.status is ProbeStatus.FAILED
+    assert wrong.error == "expected “+PONG” not received (got “-ERR unknown command\\r\\n”)"  # shown escaped
+
+
+def test_tcp_reply_that_ends_without_the_expected_text(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("tcp", targets.tcp_banner, expect="220 ", max_body_bytes=3))
+
+    assert outcome.status is ProbeStatus.FAILED
+    assert outcome.error == "expected “220 ” not received (got “REA”)"
 
 
 def test_tcp_refused() -> None:

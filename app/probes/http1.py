@@ -34,7 +34,7 @@ MAX_HEADERS = 100
 class Response:
     status_code: int
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
-    body: bytes
+    body: bytearray
     body_truncated: str | None
 
 
@@ -207,6 +207,6 @@ async def exchange(
     return Response(
         status_code=reader.status_code,
         headers=reader.headers,
-        body=bytes(reader.decoder.body),
+        body=reader.decoder.body,
         body_truncated=reader.decoder.truncated_reason(),
     )
