@@ -35,6 +35,7 @@ import functools
 import http
 import ipaddress
 import json
+import logging
 import socket
 import ssl
 import struct
@@ -56,6 +57,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 HOST = "127.0.0.1"
+# The targets' own request logs would repeat what probes send (credential tests read the log).
+_QUIET = logging.Logger("loopback-targets")
+_QUIET.disabled = True
 BANNER = b"READY\n"
 STARTUP_TIMEOUT = 10.0
 
@@ -338,7 +342,7 @@ class _AsyncServers:
     async def _start(self) -> None:
         for name, tls in (("ws", None), ("wss", self.tls)):
             server = await serve(
-                self._ws_echo, HOST, 0, ssl=tls, process_request=self._ws_reject, close_timeout=1
+                self._ws_echo, HOST, 0, ssl=tls, process_request=self._ws_reject, close_timeout=1, logger=_QUIET
             )
             self._add(name, server)
         for name, handler in (

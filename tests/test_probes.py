@@ -282,6 +282,144 @@ def test_dns_failure_is_an_error(targets: LoopbackTargets, monkeypatch: pytest.M
     assert outcome.timings.dns_ms is not None
 
 
+# --- hostile HTTP targets: bounded memory, no stalled event loop -----------------------
+
+
+async def _with_peak_memory(probe: Awaitable[ProbeOutcome]) -> tuple[ProbeOutcome, int]:
+    """The outcome, and the most memory the process held above its level before the probe.
+
+    The targets run in this process too, so whatever they allocate meanwhile counts
+    against the probe: the bound holds with room to spare.
+    """
+    tracemalloc.start()
+    try:
+        outcome = await probe
+        return outcome, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/gzip-bomb", ProbeStatus.SUCCESS, None),
+        ("/endless-body", ProbeStatus.SUCCESS, None),
+        ("/endless-headers", ProbeStatus.FAILED, re.compile(r"response (has more than 100 headers|headers larger than 64 KiB)")),
+        ("/endless-header-value", ProbeStatus.FAILED, "response headers larger than 64 KiB"),
+        ("/many-headers", ProbeStatus.FAILED, "response has more than 100 headers"),
+        ("/endless-trailer", ProbeStatus.FAILED, "response trailers larger than 64 KiB"),
+    ],
+)
+def test_a_hostile_server_costs_a_probe_little_memory(
+    targets: LoopbackTargets, path: str, status: ProbeStatus, message: str | re.Pattern[str] | None
+) -> None:
+    gzip_bomb()  # built once, before measuring: it is the server's memory, not the probe's
+    outcome, peak = asyncio.run(_with_peak_memory(run_probe(ProbeSpec("http", targets.http_url + path, timeout=10))))
+
+    assert outcome.status is status, outcome.error
+    if isinstance(message, re.Pattern):
+        assert message.fullmatch(outcome.error or ""), outcome.error
+    else:
+        assert outcome.error == message
+    assert peak < MEMORY_BOUND, f"{path} cost {peak / 1e6:.1f} MB"
+
+
+def test_a_gzip_bomb_is_cut_after_decompression(targets: LoopbackTargets) -> None:
+    wire = len(gzip_bomb())
+    outcome = run(ProbeSpec("http", targets.http_url + "/gzip-bomb"))
+
+    assert wire < 600_000 and BOMB_INFLATED >= 500 << 20  # half a megabyte that inflates to 512 MiB
+    assert outcome.status is ProbeStatus.SUCCESS
+    assert outcome.bytes_read == len(outcome.body or "") == 1 << 20
+    assert outcome.body_truncated == "body cut at 1 MiB (decompressed)"
+
+
+def test_an_endless_body_is_cut_at_the_limit(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("http", targets.http_url + "/endless-body", max_body_bytes=100_000))
+
+    assert outcome.status is ProbeStatus.SUCCESS
+    assert (outcome.bytes_read, outcome.body_truncated) == (100_000, "body cut at 97.7 KiB")
+
+
+def test_hostile_targets_do_not_hold_up_a_healthy_probe_beside_them(targets: LoopbackTargets) -> None:
+    hostile = ["/gzip-bomb", "/endless-body", "/endless-headers", "/endless-header-value", "/endless-trailer"]
+    gzip_bomb()
+
+    async def scenario() -> tuple[list[ProbeOutcome], list[ProbeOutcome], ProbeOutcome]:
+        bad = [asyncio.create_task(run_probe(ProbeSpec("http", targets.http_url + p))) for p in hostile * 4]
+        # A pattern that backtracks for ever on the endless body: evaluated under a time limit.
+        regex_bomb = asyncio.create_task(
+            run_probe(ProbeSpec("http", targets.http_url + "/endless-body"), Conditions(body_regex=r"(x+x+)+y"))
+        )
+        healthy = [await run_probe(ProbeSpec("http", targets.http_url + "/ok")) for _ in range(5)]
+        return list(await asyncio.gather(*bad)), healthy, await regex_bomb
+
+    bad, healthy, regex_bomb = asyncio.run(scenario())
+
+    assert all(o.status in (ProbeStatus.SUCCESS, ProbeStatus.FAILED) for o in bad)
+    assert [o.status for o in healthy] == [ProbeStatus.SUCCESS] * 5
+    # Each healthy run shares the loop with 21 hostile ones; none waits for them by seconds.
+    assert max(o.response_time_ms or 0 for o in healthy) < 2000
+    assert regex_bomb.status is ProbeStatus.FAILED
+    assert regex_bomb.error == (
+        "body_regex /(x+x+)+y/ took longer than 0.1 s on this body (simplify the pattern) (body cut at 1 MiB)"
+    )
+
+
+# --- credentials -------------------------------------------------------------------------
+
+PASSWORD = "s3cret-Pa55"
+TOKEN = "tok-8f1e2d"
+
+
+def test_url_credentials_are_sent_as_basic_auth_and_never_logged(
+    targets: LoopbackTargets, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = targets.http_url.removeprefix("http://")
+    ws_host = targets.ws_url.removeprefix("ws://")
+    with caplog.at_level(logging.DEBUG):
+        ok = run(ProbeSpec("http", f"http://probe:{PASSWORD}@{host}/echo?token={TOKEN}"))
+        ws = run(ProbeSpec("websocket", f"ws://probe:{PASSWORD}@{ws_host}?token={TOKEN}", body="x", expect="x"))
+        refused = run(ProbeSpec("http", f"http://probe:{PASSWORD}@127.0.0.1:{free_port()}/?token={TOKEN}"))
+        redirect = f"ftp://probe:{PASSWORD}@files.invalid/x?token={TOKEN}"
+        unfollowable = run(ProbeSpec("http", f"http://probe:{PASSWORD}@{host}/redirect?to={redirect}"))
+
+    assert ok.status is ProbeStatus.SUCCESS, ok.error
+    sent = json.loads(ok.body)["headers"]["Authorization"]
+    assert sent == "Basic " + base64.b64encode(f"probe:{PASSWORD}".encode()).decode()
+    assert ws.status is ProbeStatus.SUCCESS, ws.error
+    assert refused.error == "connection refused"
+    assert unfollowable.error == "cannot follow a redirect to ftp://files.invalid/x"
+    assert caplog.records  # DEBUG logging was on (asyncio logs at DEBUG)
+    for record in caplog.records:
+        text = record.getMessage()
+        assert PASSWORD not in text and TOKEN not in text, f"{record.name}: {text}"
+        assert base64.b64encode(f"probe:{PASSWORD}".encode()).decode() not in text
+
+
+def test_a_crash_never_reports_or_logs_the_urls_password(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def leaky(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
+        raise RuntimeError(f"could not handle {spec.target}")
+
+    monkeypatch.setitem(PROBERS, "http", leaky)
+    with caplog.at_level(logging.DEBUG):
+        outcome = run(ProbeSpec("http", f"http://probe:{PASSWORD}@example.invalid/?api_key={TOKEN}"))
+
+    assert outcome.status is ProbeStatus.ERROR
+    assert outcome.error == "the probe failed unexpectedly: could not handle http://probe:***@example.invalid/?api_key=***"
+    assert any(record.levelno == logging.ERROR for record in caplog.records)  # the traceback, for the developer
+    assert not any(PASSWORD in r.getMessage() or TOKEN in r.getMessage() for r in caplog.records)
+
+
+def test_a_spec_shows_no_secrets_when_printed() -> None:
+    spec = ProbeSpec("http", f"http://probe:{PASSWORD}@example.invalid/?token={TOKEN}", headers={"X-Api-Key": TOKEN})
+
+    assert PASSWORD not in repr(spec) and TOKEN not in repr(spec)
+    assert "example.invalid" in repr(spec) and "X-Api-Key" in repr(spec)
+
+
 # --- HTTPS ---------------------------------------------------------------------------
 
 
@@ -543,6 +681,80 @@ def test_udp_port_unreachable() -> None:
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "port unreachable"
+
+
+# --- messages ----------------------------------------------------------------------
+
+_NOT_FOR_A_PERSON = re.compile(r"'|\[Errno|\[SSL|_ssl\.c|\b[A-Z][a-z]+(Error|Exception)\b|\bb\"|Traceback|0x[0-9a-f]{6}")
+
+
+def test_error_messages_read_as_sentences_without_python_reprs(targets: LoopbackTargets) -> None:
+    http_host, https_host = targets.http_url.removeprefix("http://"), targets.https_url.removeprefix("https://")
+    specs = [
+        ProbeSpec("https", f"https://{http_host}/ok"),  # TLS to a plain HTTP port
+        ProbeSpec("http", f"http://{https_host}/ok", timeout=2),  # plain HTTP to a TLS port
+        ProbeSpec("https", localhost(targets.https_url) + "/ok"),
+        ProbeSpec("websocket", targets.ws_reject_url),
+        ProbeSpec("websocket", f"ws://{http_host}/redirect"),
+        ProbeSpec("websocket", targets.wss_url.replace("wss://", "ws://"), timeout=2),
+        ProbeSpec("websocket", "ws://"),
+        ProbeSpec("http", "http://exa%mple/"),
+        ProbeSpec("http", targets.http_url + "/ok", headers={"Bad Name": "x"}),
+        ProbeSpec("http", targets.http_url + "/redirect?to=http://[::zz]/"),
+        ProbeSpec("http", targets.http_url + "/hang", timeout=SHORT),
+        ProbeSpec("http", targets.http_url + "/gzip-bomb", expect="never"),
+        ProbeSpec("tcp", "no-port"),
+        ProbeSpec("tcp", targets.tcp_banner, expect="x", max_body_bytes=2),
+        ProbeSpec("tcp", f"127.0.0.1:{free_port()}"),
+        ProbeSpec("udp", targets.udp_silent, timeout=SHORT),
+        ProbeSpec("udp", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", timeout=5),
+        ProbeSpec("websocket", targets.ws_url, body="a", expect="zzz", max_body_bytes=3, timeout=2),
+        ProbeSpec("gopher", "x:1"),
+    ]
+
+    async def scenario() -> list[ProbeOutcome]:
+        return list(await asyncio.gather(*(run_probe(spec) for spec in specs)))
+
+    for spec, outcome in zip(specs, asyncio.run(scenario())):
+        assert outcome.status is not ProbeStatus.SUCCESS, spec
+        assert outcome.error and not _NOT_FOR_A_PERSON.search(outcome.error), f"{spec.target}: {outcome.error}"
+        assert not outcome.error.startswith("the probe failed unexpectedly"), f"{spec.target}: {outcome.error}"
+
+
+def test_tls_spoken_to_a_plain_port_says_so(targets: LoopbackTargets) -> None:
+    outcome = run(ProbeSpec("https", targets.http_url.replace("http://", "https://") + "/ok"))
+
+    assert outcome.status is ProbeStatus.ERROR
+    assert outcome.error == "TLS handshake failed: wrong version number"
+
+
+# --- uvloop -------------------------------------------------------------------------
+
+
+def test_every_protocol_on_the_engines_own_loop(targets: LoopbackTargets) -> None:
+    specs = [
+        ProbeSpec("http", localhost(targets.http_url) + "/gzip"),
+        ProbeSpec("https", localhost(targets.https_url) + "/chunked", verify_tls=False),
+        ProbeSpec("websocket", targets.wss_url, body="hi", expect="hi", verify_tls=False),
+        ProbeSpec("tcp", targets.tcp_resp, body="PING\r\n", expect="+PONG"),
+        ProbeSpec("udp", targets.udp_echo, body="u", expect="u"),
+    ]
+
+    async def scenario() -> list[ProbeOutcome]:
+        return list(await asyncio.gather(*(run_probe(spec) for spec in specs)))
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        outcomes = runner.run(scenario())
+        loop_module = type(runner.get_loop()).__module__
+
+    assert loop_module.startswith("uvloop")
+    assert [o.status for o in outcomes] == [ProbeStatus.SUCCESS] * 5, [o.error for o in outcomes]
+    http, https, wss, tcp, udp = outcomes
+    assert json.loads(http.body)["items"] == [1, 2] and json.loads(https.body)["items"] == [1, 2]
+    assert None not in (http.timings.dns_ms, http.timings.connect_ms, http.timings.processing_ms)
+    assert None not in (https.timings.tls_ms, https.timings.transfer_ms) and https.cert_expires_at is not None
+    assert wss.timings.tls_ms is not None and wss.cert_expires_at == targets.cert_not_after
+    assert tcp.body == "+PONG\r\n" and udp.body == "u"
 
 
 # --- targets, conditions, registry -------------------------------------------------

@@ -47,6 +47,8 @@ class _ResponseReader(asyncio.Protocol):
 
     def __init__(self, head_only: bool, max_body: int, run: ProbeRun) -> None:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # When TLS fails, the protocol hears of it too, with no one left waiting: not an unseen error.
+        self.done.add_done_callback(lambda done: done.cancelled() or done.exception())
         self.headers_at = self.complete_at = 0.0
         self.status_code = 0
         self.headers: dict[str, str] = {}

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import ssl
 import time
 from typing import Callable, TypeVar
 
@@ -125,7 +126,10 @@ async def open_socket(addresses: list[Address], timings: PhaseTimings) -> socket
 
 
 def connection_error(exc: OSError) -> ProbeError:
-    """The peer dropped an established connection."""
+    """The peer dropped an established connection, or broke its TLS."""
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").replace("_", " ").lower() or "protocol error"
+        return ProbeError(ProbeStatus.FAILED, f"TLS error: {reason}")
     return ProbeError(ProbeStatus.FAILED, f"connection error: {os_error(exc)}")
 
 

@@ -19,7 +19,7 @@ import ssl
 import time
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.uri import WebSocketURI, parse_uri
 
 from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
@@ -97,7 +97,7 @@ async def _open(spec: ProbeSpec, uri: WebSocketURI, run: ProbeRun) -> ClientConn
 async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
     try:
         uri = parse_uri(spec.target)
-    except InvalidHandshake:  # InvalidURI, whose text repeats the URL
+    except InvalidURI:  # its text repeats the URL, which may hold credentials
         raise ProbeError(ProbeStatus.ERROR, "not a valid ws:// or wss:// URL") from None
     ws = await _open(spec, uri, run)
     started = time.perf_counter()
