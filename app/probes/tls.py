@@ -80,7 +80,7 @@ def check_peer_certificate(ssl_object: ssl.SSLObject | None, run: ProbeRun) -> N
 def handshake_failed(exc: ssl.SSLError) -> ProbeError:
     if isinstance(exc, ssl.SSLEOFError):
         return ProbeError(ProbeStatus.ERROR, "TLS handshake failed: the server closed the connection")
-    reason = (exc.reason or "").replace("_", " ").lower() or str(exc)
+    reason = (exc.reason or "").replace("_", " ").lower() or "protocol error"
     return ProbeError(ProbeStatus.ERROR, f"TLS handshake failed: {reason}")
 
 
