@@ -14,8 +14,10 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[embedded]'
 	touch $@
 
+# wheel: tests/test_packaging.py builds the project offline (--no-build-isolation) with
+# this venv's setuptools, which needs it to make a wheel.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' 'wheel<0.46'
 	touch $@
 
 up: $(VENV)/.installed-run

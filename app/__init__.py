@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from flask_openapi3 import Info, OpenAPI
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.core.config import PROJECT_ROOT, Settings, activate, active_settings
+from app.core.config import ConfigError, Settings, activate, active_settings, ensure_instance_dir
 from app.core.database import engine_options
 from app.core.secret_key import resolve_secret_key
 from app.extensions import db, migrate
@@ -15,6 +17,15 @@ from app.extensions import db, migrate
 API_VERSION = "1.0.0"
 # Request bodies are small JSON documents; anything larger is refused with 413.
 MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def migrations_directory() -> Path:
+    """The Alembic directory: ``app/migrations`` in an installed copy (pyproject.toml maps the
+    project's ``migrations/`` there), else ``migrations/`` beside the package in a source tree
+    (a checkout, or an editable install of one)."""
+    package = Path(__file__).resolve().parent
+    installed, source = package / "migrations", package.parent / "migrations"
+    return installed if (installed / "env.py").is_file() else source
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
@@ -27,7 +38,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     settings = settings or active_settings()
     activate(settings)
-    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    ensure_instance_dir(settings)
 
     flask_app = OpenAPI(
         __name__,
@@ -54,8 +65,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     import app.models  # noqa: F401  (register every table before migrations look)
 
-    db.init_app(flask_app)
-    migrate.init_app(flask_app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    try:
+        db.init_app(flask_app)  # creates the engine: the URL's options and driver are checked here
+    except (SQLAlchemyError, ImportError, TypeError, ValueError) as exc:
+        raise ConfigError(f"database.url: {str(exc).strip().splitlines()[0]}") from None
+    migrate.init_app(flask_app, db, directory=str(migrations_directory()), render_as_batch=True)
     register_api(flask_app)
     if settings.api.trusted_proxies:
         hops = settings.api.trusted_proxies

@@ -21,7 +21,7 @@ from types import FrameType
 
 from app.celery_app import QUEUES
 from app.core import embedded_redis
-from app.core.config import PROJECT_ROOT, Settings
+from app.core.config import Settings
 
 log = logging.getLogger("admin_mit.up")
 
@@ -109,8 +109,9 @@ class Supervisor:
         if self._stopping:
             return
         # A session of its own: Ctrl-C in the terminal reaches only this process,
-        # which then stops the children in order.
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True)
+        # which then stops the children in order. They inherit the working directory,
+        # so they read the same config/ and resolve relative paths the same way.
+        process = subprocess.Popen(command, start_new_session=True)
         self.children[name] = process
         log.info("%s started (pid %d): %s", name, process.pid, " ".join(command[1:]))
 

@@ -12,20 +12,36 @@ pytest dependency, so worker tests and benchmarks can use it as well::
 HTTP routes (any method): ``/ok``, ``/status/<code>``, ``/json``, ``/slow?ms=N``,
 ``/hang`` (no answer until stop), ``/redirect?to=/ok`` (302), ``/loop`` (302 to
 itself), ``/echo`` (method, path, headers and body as JSON), ``/hold`` (blocks
-until ``release_hold()``). ``hits(path)`` counts requests received per path.
+until ``release_hold()``), ``/gzip`` and ``/deflate`` (the ``/json`` body, compressed),
+``/chunked`` and ``/until-close`` (the same body framed so), ``/slow-body`` (headers,
+then nothing), ``/early-hints`` (a 103 before the 200). ``hits(path)`` counts requests received per path.
+
+Hostile HTTP routes, for the engine's bounds: ``/gzip-bomb`` (0.5 MB on the wire,
+512 MiB inflated), ``/endless-body`` (streams until the client leaves),
+``/endless-headers`` (header lines forever), ``/endless-header-value`` (one header
+line that never ends), ``/many-headers`` (1,000 headers), ``/endless-trailer``
+(a chunked body, then one trailer line that never ends).
+
+TCP: ``tcp_echo``, ``tcp_banner`` (``READY\n``), ``tcp_silent`` and ``tcp_resp``,
+which speaks like Redis: ``PING\r\n`` → ``+PONG\r\n``, any other line →
+``-ERR unknown command``; a ``PING`` without its line end gets no answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import http
 import ipaddress
 import json
+import logging
 import socket
 import ssl
+import struct
 import tempfile
 import threading
+import zlib
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +57,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 HOST = "127.0.0.1"
+# The targets' own request logs would repeat what probes send (credential tests read the log).
+_QUIET = logging.Logger("loopback-targets")
+_QUIET.disabled = True
 BANNER = b"READY\n"
 STARTUP_TIMEOUT = 10.0
 
@@ -52,17 +71,46 @@ def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
         return sock.getsockname()[1]
 
 
-def make_self_signed_cert(directory: Path, days: int) -> tuple[Path, Path, datetime]:
-    """Certificate and key files for ``localhost`` / 127.0.0.1, and the certificate's expiry."""
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+def make_self_signed_cert(directory: Path, days: int, signed_by_ca: bool = False) -> tuple[Path, Path, datetime]:
+    """Certificate and key files for ``localhost`` / 127.0.0.1, and the certificate's expiry.
+
+    ``days`` may be negative: a certificate that expired that long ago. With
+    ``signed_by_ca`` the certificate is issued by a test CA written to
+    ``directory / "ca.pem"`` (valid for a year), for clients that are told to trust it.
+    """
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    issuer_name, issuer_key = name, key
     # X.509 validity has second precision; round so callers can compare exactly.
     now = datetime.now(timezone.utc).replace(microsecond=0)
     not_after = now + timedelta(days=days)
+    if signed_by_ca:
+        issuer_key = ec.generate_private_key(ec.SECP256R1())
+        issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loopback test CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(issuer_name)
+            .issuer_name(issuer_name)
+            .public_key(issuer_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=400))
+            .not_valid_after(now + timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(issuer_key, hashes.SHA256())
+        )
+        (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(min(now, not_after) - timedelta(days=1))
@@ -73,16 +121,35 @@ def make_self_signed_cert(directory: Path, days: int) -> tuple[Path, Path, datet
             ),
             critical=False,
         )
-        .sign(key, hashes.SHA256())
+        .sign(issuer_key, hashes.SHA256())
     )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    _write_key(key, key_path)
     return cert_path, key_path, not_after
+
+
+BOMB_INFLATED = 512 << 20
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """A response of about 0.5 MB of valid gzip that inflates to ``BOMB_INFLATED`` zero bytes.
+
+    Built from one fully flushed deflate block of 1 MiB of zeros, repeated: a
+    full flush resets the compressor, so every block compresses the same.
+    """
+    zeros = bytes(1 << 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(BOMB_INFLATED >> 20):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+    trailer = struct.pack("<II", crc, BOMB_INFLATED & 0xFFFFFFFF)
+    data = header + block * (BOMB_INFLATED >> 20) + deflate.flush() + trailer
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(data)}\r\n\r\n"
+    return head.encode() + data
 
 
 class _State:
@@ -174,10 +241,79 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/hold":
             state.hold_released.wait()
             self._respond(200, b"released")
+        elif url.path in _HOSTILE or url.path in _FRAMED:
+            self.close_connection = True
+            (_HOSTILE.get(url.path) or _FRAMED[url.path])(self)
         else:
             self._respond(404, b"not found")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+
+JSON_BODY = json.dumps({"status": "ok", "items": [1, 2]}).encode()
+STATUS_LINE = b"HTTP/1.1 200 OK\r\n"
+
+
+def _write_until_gone(handler: _Handler, head: bytes, piece: bytes) -> None:
+    """Send ``head``, then ``piece`` again and again until the client leaves or the targets stop."""
+    try:
+        handler.wfile.write(head)
+        while not handler.server.state.stopping.is_set():
+            handler.wfile.write(piece)
+    except OSError:
+        pass  # the client hung up: that is how these routes end
+
+
+def _raw(handler: _Handler, data: bytes) -> None:
+    try:
+        handler.wfile.write(data)
+    except OSError:
+        pass
+
+
+def _head(*headers: str, status: str = "200 OK") -> bytes:
+    return "".join(f"{line}\r\n" for line in (f"HTTP/1.1 {status}", *headers, "")).encode()
+
+
+def _encoded(encoding: str, body: bytes) -> bytes:
+    wbits = {"gzip": 31, "deflate": zlib.MAX_WBITS}[encoding]
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    data = packer.compress(body) + packer.flush()
+    return _head("Content-Type: application/json", f"Content-Encoding: {encoding}", f"Content-Length: {len(data)}") + data
+
+
+def _chunked(body: bytes) -> bytes:
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7))
+    return _head("Content-Type: application/json", "Transfer-Encoding: chunked") + chunks + b"0\r\n\r\n"
+
+
+def _slow_body(handler: _Handler) -> None:
+    _raw(handler, _head("Content-Type: text/plain", "Content-Length: 10") + b"part")
+    handler.server.state.stopping.wait()
+
+
+_FRAMED: dict[str, Callable[[_Handler], None]] = {
+    "/gzip": lambda h: _raw(h, _encoded("gzip", JSON_BODY)),
+    "/deflate": lambda h: _raw(h, _encoded("deflate", JSON_BODY)),
+    "/chunked": lambda h: _raw(h, _chunked(JSON_BODY)),
+    "/until-close": lambda h: _raw(h, _head("Content-Type: application/json") + JSON_BODY),
+    "/slow-body": _slow_body,
+    "/early-hints": lambda h: _raw(
+        h, _head("Link: </style.css>; rel=preload", status="103 Early Hints") + _head("Content-Length: 2") + b"ok"
+    ),
+}
+_HOSTILE: dict[str, Callable[[_Handler], None]] = {
+    "/gzip-bomb": lambda h: _raw(h, gzip_bomb()),
+    "/endless-body": lambda h: _write_until_gone(h, _head("Content-Type: text/plain"), b"x" * 65536),
+    "/endless-headers": lambda h: _write_until_gone(h, STATUS_LINE, b"X-Filler: " + b"f" * 1000 + b"\r\n"),
+    "/endless-header-value": lambda h: _write_until_gone(h, STATUS_LINE + b"X-Filler: ", b"f" * 65536),
+    "/many-headers": lambda h: _raw(
+        h, _head(*(f"X-Header-{i}: {i}" for i in range(1000)), "Content-Length: 2") + b"ok"
+    ),
+    "/endless-trailer": lambda h: _write_until_gone(
+        h, _head("Transfer-Encoding: chunked") + b"2\r\nok\r\n0\r\nX-Trailer: ", b"t" * 65536
+    ),
+}
 
 
 class _AsyncServers:
@@ -206,13 +342,14 @@ class _AsyncServers:
     async def _start(self) -> None:
         for name, tls in (("ws", None), ("wss", self.tls)):
             server = await serve(
-                self._ws_echo, HOST, 0, ssl=tls, process_request=self._ws_reject, close_timeout=1
+                self._ws_echo, HOST, 0, ssl=tls, process_request=self._ws_reject, close_timeout=1, logger=_QUIET
             )
             self._add(name, server)
         for name, handler in (
             ("tcp_echo", _tcp_echo),
             ("tcp_banner", _tcp_banner),
             ("tcp_silent", _tcp_silent),
+            ("tcp_resp", _tcp_resp),
         ):
             self._add(name, await asyncio.start_server(self._tracked(handler), HOST, 0))
         for name, protocol in (("udp_echo", _UdpEcho), ("udp_silent", asyncio.DatagramProtocol)):
@@ -283,6 +420,17 @@ async def _tcp_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     await reader.read()
 
 
+async def _tcp_resp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Inline commands as Redis reads them: one per CRLF-terminated line."""
+    while True:
+        try:
+            line = await reader.readuntil(b"\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            return  # the client left, or sent a command without its line end and gave up
+        writer.write(b"+PONG\r\n" if line.upper() == b"PING\r\n" else b"-ERR unknown command\r\n")
+        await writer.drain()
+
+
 class _UdpEcho(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -294,8 +442,9 @@ class _UdpEcho(asyncio.DatagramProtocol):
 class LoopbackTargets:
     """Every kind of probe target, on 127.0.0.1, for as long as the context lasts."""
 
-    def __init__(self, cert_days: int = 30) -> None:
+    def __init__(self, cert_days: int = 30, signed_by_ca: bool = False) -> None:
         self.cert_days = cert_days
+        self.signed_by_ca = signed_by_ca
         self._state = _State()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._http: list[_HTTPServer] = []
@@ -303,7 +452,9 @@ class LoopbackTargets:
 
     def start(self) -> LoopbackTargets:
         self._tmp = tempfile.TemporaryDirectory(prefix="loopback-targets-")
-        self.cert_path, key_path, self.cert_not_after = make_self_signed_cert(Path(self._tmp.name), self.cert_days)
+        directory = Path(self._tmp.name)
+        self.cert_path, key_path, self.cert_not_after = make_self_signed_cert(directory, self.cert_days, self.signed_by_ca)
+        self.ca_path = directory / "ca.pem" if self.signed_by_ca else None
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(self.cert_path, key_path)
 
@@ -322,8 +473,9 @@ class LoopbackTargets:
         self.ws_url = f"ws://{HOST}:{ports['ws']}/echo"
         self.ws_reject_url = f"ws://{HOST}:{ports['ws']}/reject"
         self.wss_url = f"wss://{HOST}:{ports['wss']}/echo"
-        self.tcp_echo, self.tcp_banner, self.tcp_silent, self.udp_echo, self.udp_silent = (
-            f"{HOST}:{ports[name]}" for name in ("tcp_echo", "tcp_banner", "tcp_silent", "udp_echo", "udp_silent")
+        self.tcp_echo, self.tcp_banner, self.tcp_silent, self.tcp_resp, self.udp_echo, self.udp_silent = (
+            f"{HOST}:{ports[name]}"
+            for name in ("tcp_echo", "tcp_banner", "tcp_silent", "tcp_resp", "udp_echo", "udp_silent")
         )
         return self
 

@@ -44,22 +44,25 @@ def clean_environ(**extra: str) -> dict[str, str]:
 
 # --- the shipped defaults --------------------------------------------------------------------
 
-def test_shipped_files_give_the_embedded_default() -> None:
+def test_shipped_files_give_the_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where the command runs, not where the code is
+
     settings = load(SHIPPED)
 
     assert settings.redis.embedded is True
     assert settings.redis.db == 2
-    assert settings.instance_dir == PROJECT_ROOT / "instance"
-    assert settings.database_url == f"sqlite:///{PROJECT_ROOT / 'instance' / 'admin-mit.db'}"
+    assert settings.instance_dir == tmp_path / "instance"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'instance' / 'admin-mit.db'}"
     assert settings.celery.timezone == "Asia/Shanghai"
     assert (settings.celery.task_serializer, settings.celery.result_serializer) == ("json", "json")
     assert settings.celery.accept_content == ["json"]
 
 
-def test_embedded_redis_urls_are_understood_by_celery() -> None:
+def test_embedded_redis_urls_are_understood_by_celery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Broker and result backend both reach the private server's unix socket, in db 2."""
+    monkeypatch.chdir(tmp_path)
     settings = load(SHIPPED)
-    socket_path = str(PROJECT_ROOT / "instance" / "redis.sock")
+    socket_path = str(tmp_path / "instance" / "redis.sock")
     app = Celery(broker=settings.broker_url, backend=settings.result_backend)
 
     assert app.backend.connparams["path"] == socket_path
@@ -133,13 +136,51 @@ def test_environment_overrides_the_files(config_dir: Path, variable: str, value:
     assert read(load(config_dir, **{variable: value})) == expected
 
 
-def test_relative_sqlite_path_and_instance_path_are_anchored_at_the_project_root(config_dir: Path) -> None:
-    settings = load(config_dir, ADMIN_MIT_APP__INSTANCE_PATH="var/run-1",
-                    ADMIN_MIT_DATABASE__URL="sqlite:///var/run-1/x.db")
+def test_relative_paths_are_taken_from_the_working_directory(config_dir: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    workdir = tmp_path / "site"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
 
-    assert settings.instance_dir == PROJECT_ROOT / "var" / "run-1"
-    assert settings.database_url == f"sqlite:///{PROJECT_ROOT / 'var' / 'run-1' / 'x.db'}"
-    assert settings.embedded_redis_socket == PROJECT_ROOT / "var" / "run-1" / "redis.sock"
+    settings = load(config_dir, ADMIN_MIT_APP__INSTANCE_PATH="var/run-1",
+                    ADMIN_MIT_DATABASE__URL="sqlite:///data/x.db")
+
+    assert settings.instance_dir == workdir / "var" / "run-1"
+    assert settings.database_url == f"sqlite:///{workdir / 'data' / 'x.db'}"
+    assert settings.embedded_redis_socket == workdir / "var" / "run-1" / "redis.sock"
+
+
+def test_an_empty_database_url_is_a_sqlite_file_in_the_instance_directory(config_dir: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    default = load(config_dir, ADMIN_MIT_DATABASE__URL="")
+    moved = load(config_dir, ADMIN_MIT_DATABASE__URL="", ADMIN_MIT_APP__INSTANCE_PATH="/srv/admin-mit")
+
+    assert default.database_url == f"sqlite:///{tmp_path / 'instance' / 'admin-mit.db'}"
+    assert moved.database_url == "sqlite:////srv/admin-mit/admin-mit.db"
+    assert Settings().database.url == ""  # also the built-in default, without any file
+
+
+def test_the_config_directory_is_looked_up_in_the_working_directory(config_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(config_dir.parent)
+
+    assert load_settings(environ={}).config_dir == config_dir
+
+
+def test_without_a_config_directory_start_up_stops_in_one_line(tmp_path: Path) -> None:
+    """Run from a directory without config/ (and no ADMIN_MIT_CONFIG_DIR): nothing is read
+    from where the code lives; the one line says what to do."""
+    done = subprocess.run([sys.executable, "-m", "app", "tenant", "list"], cwd=tmp_path, env=clean_environ(),
+                          capture_output=True, text=True, timeout=60)
+
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0
+    assert len(lines) == 1, done.stderr
+    assert lines[0] == (f"admin-mit: error: {tmp_path / 'config'}: configuration directory not found "
+                        "(run from the directory that holds config/, or set ADMIN_MIT_CONFIG_DIR)")
+    assert not (tmp_path / "instance").exists()
 
 
 def test_config_dir_comes_from_the_environment(config_dir: Path) -> None:
@@ -212,6 +253,15 @@ ENV_ERRORS = {
     "bad log level": ("ADMIN_MIT_APP__LOG_LEVEL", "loud", ["app.log_level"]),
     "short secret key": ("ADMIN_MIT_APP__SECRET_KEY", "too-short", ["app.secret_key", "at least 32"]),
     "weak password hash": ("ADMIN_MIT_API__PASSWORD_HASH_MEMORY_KIB", "1024", ["api.password_hash_memory_kib"]),
+    "database url not a url": ("ADMIN_MIT_DATABASE__URL", "notaurl", ["database.url", "not a database URL"]),
+    "database port not a number": ("ADMIN_MIT_DATABASE__URL", "postgresql+psycopg://u:s3cret@db:port/x",
+                                   ["database.url", "port is not a number"]),
+    "database port out of range": ("ADMIN_MIT_DATABASE__URL", "postgresql+psycopg://u@db:70000/x",
+                                   ["database.url", "port 70000 is out of range"]),
+    "unknown database driver": ("ADMIN_MIT_DATABASE__URL", "mysql+nosuchdriver://root@db/x",
+                                ["database.url", "unknown database driver 'mysql+nosuchdriver'"]),
+    "database driver not installed": ("ADMIN_MIT_DATABASE__URL", "postgresql://u@db/x",
+                                      ["database.url", "psycopg2", "postgresql+psycopg://"]),
 }
 
 
@@ -227,6 +277,7 @@ def test_environment_problems_raise_one_line_naming_variable_and_key(config_dir:
     assert message.startswith(f"environment {variable}")
     for fragment in fragments:
         assert fragment in message
+    assert "s3cret" not in message
 
 
 # --- start-up with a broken configuration ----------------------------------------------------
@@ -278,3 +329,34 @@ def test_an_empty_secret_key_is_generated_once_owner_only_and_kept(config_dir: P
     configured = "k" * 40
     assert resolve_secret_key(load(config_dir, ADMIN_MIT_APP__INSTANCE_PATH=str(tmp_path),
                                    ADMIN_MIT_APP__SECRET_KEY=configured)) == configured
+
+
+# --- the instance directory ------------------------------------------------------------------
+
+def test_the_instance_directory_is_created_and_checked_writable(config_dir: Path, tmp_path: Path) -> None:
+    from app.core.config import ensure_instance_dir
+
+    settings = load(config_dir, ADMIN_MIT_APP__INSTANCE_PATH=str(tmp_path / "a" / "b"))
+
+    assert ensure_instance_dir(settings) == tmp_path / "a" / "b"
+    assert (tmp_path / "a" / "b").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []  # the write check leaves nothing
+
+
+@pytest.mark.parametrize(("make", "fragment"), [
+    (lambda tmp: "/proc/x", "cannot create /proc/x: No such file or directory"),
+    (lambda tmp: (tmp / "file").touch() or str(tmp / "file" / "sub"), "Not a directory"),
+    (lambda tmp: (tmp / "file").touch() or str(tmp / "file"), "exists and is not a directory"),
+], ids=["impossible", "parent is a file", "is a file"])
+def test_an_unusable_instance_directory_is_one_line(config_dir: Path, tmp_path: Path,
+                                                    make: Callable[[Path], str], fragment: str) -> None:
+    from app.core.config import ensure_instance_dir
+
+    settings = load(config_dir, ADMIN_MIT_APP__INSTANCE_PATH=make(tmp_path))
+
+    with pytest.raises(ConfigError) as raised:
+        ensure_instance_dir(settings)
+
+    assert str(raised.value).startswith("app.instance_path: ")
+    assert fragment in str(raised.value)
+    assert "\n" not in str(raised.value)

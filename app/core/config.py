@@ -1,7 +1,9 @@
 """YAML files + environment variables -> one typed, validated ``Settings`` object.
 
-Three files are read from the config directory (``config/`` in the project root,
-or ``$ADMIN_MIT_CONFIG_DIR``): ``app.yaml``, ``redis.yaml`` and ``database.yaml``.
+Three files are read from the config directory (``config/`` in the working
+directory, or ``$ADMIN_MIT_CONFIG_DIR``): ``app.yaml``, ``redis.yaml`` and
+``database.yaml``. Nothing is looked up where the code is installed, so an
+installed copy (``pip install .``) runs from any directory that holds ``config/``.
 Each top-level key is a section. Any value can be overridden by an environment
 variable named ``ADMIN_MIT_<SECTION>__<KEY>`` (``ADMIN_MIT_REDIS__HOST=cache``,
 ``ADMIN_MIT_CELERY__BROKER_URL=redis://…``); the value is read as a YAML scalar,
@@ -10,11 +12,17 @@ so ``false``, ``6380`` and ``[json]`` mean what they look like.
 Every problem — a missing file, bad YAML, an unknown key, a wrong type — raises
 ``ConfigError`` whose message is one line naming the file (or variable) and the
 key, so start-up can print it and stop.
+
+Relative paths — ``app.instance_path``, ``ADMIN_MIT_CONFIG_DIR`` and the file of a
+``sqlite:///relative/path`` URL — are taken from the working directory of the
+process that loads the settings. An empty ``database.url`` is the SQLite file
+``admin-mit.db`` in the instance directory, so moving the instance moves it too.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -23,9 +31,14 @@ from urllib.parse import quote
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# The source tree this module was loaded from. Only the tests use it (as the working
+# directory of the processes they start); nothing at run time is found relative to it.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENV_PREFIX = "ADMIN_MIT_"
+CONFIG_DIR_VARIABLE = "ADMIN_MIT_CONFIG_DIR"
+DEFAULT_CONFIG_DIR = "config"
 CONFIG_FILES = ("app.yaml", "redis.yaml", "database.yaml")
+DEFAULT_DATABASE_FILE = "admin-mit.db"
 
 
 class ConfigError(Exception):
@@ -97,10 +110,45 @@ class CelerySection(BaseModel):
         return self
 
 
+def check_database_url(value: str) -> None:
+    """Raise ``ValueError`` (one line, no password) unless SQLAlchemy can use ``value``:
+    it parses, its port is a port, and its dialect and driver are installed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    example = "e.g. sqlite:///instance/admin-mit.db or postgresql+psycopg://USER@HOST:5432/DB"
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a database URL ({example})") from None
+    except ValueError:  # the port is not a number
+        raise ValueError("the port is not a number") from None
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ValueError(f"port {url.port} is out of range (1-65535)")
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"unknown database driver {url.drivername!r} ({example})") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        hint = " (for psycopg 3 write postgresql+psycopg://)" if url.get_backend_name() == "postgresql" else ""
+        raise ValueError(f"{url.drivername}:// needs the Python module {exc.name or exc!s}, "
+                         f"which is not installed{hint}") from None
+
+
 class DatabaseSection(_Section):
-    url: str = "sqlite:///instance/admin-mit.db"
+    # Empty: the SQLite file admin-mit.db in the instance directory.
+    url: str = ""
     echo: bool = False
     pool_size: int = Field(5, ge=1, le=200)
+
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        if value:
+            check_database_url(value)
+        return value
 
 
 class ProbesSection(_Section):
@@ -164,12 +212,17 @@ class Settings(BaseModel):
     database: DatabaseSection = DatabaseSection()
     probes: ProbesSection = ProbesSection()
     api: ApiSection = ApiSection()
-    config_dir: Path = PROJECT_ROOT / "config"
+    config_dir: Path = Path(DEFAULT_CONFIG_DIR)
+    # Where relative paths are anchored: the working directory the settings were loaded in.
+    base_dir: Path = Field(default_factory=Path.cwd)
+
+    def _anchored(self, path: str | Path) -> Path:
+        path = Path(path)
+        return path if path.is_absolute() else self.base_dir / path
 
     @property
     def instance_dir(self) -> Path:
-        path = Path(self.app.instance_path)
-        return path if path.is_absolute() else PROJECT_ROOT / path
+        return self._anchored(self.app.instance_path)
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -208,12 +261,38 @@ class Settings(BaseModel):
 
     @property
     def database_url(self) -> str:
-        """The database URL with a relative SQLite path anchored at the project root."""
+        """The database URL: empty means ``admin-mit.db`` in the instance directory, and a
+        relative SQLite path is anchored at the working directory."""
         url = self.database.url
         prefix = "sqlite:///"
+        if not url:
+            return prefix + str(self.instance_dir / DEFAULT_DATABASE_FILE)
         if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-            return prefix + str(PROJECT_ROOT / url[len(prefix):])
+            return prefix + str(self._anchored(url[len(prefix):]))
         return url
+
+
+def ensure_instance_dir(settings: Settings) -> Path:
+    """Create the instance directory if needed and prove it writable, or raise ``ConfigError``.
+
+    Every process writes there (SQLite file, embedded Redis, beat state, secret key);
+    checking once at start-up turns an impossible or read-only path into one line
+    instead of a traceback from whichever write comes first.
+    """
+    path = settings.instance_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"app.instance_path: {path} exists and is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"app.instance_path: cannot create {path}: {exc.strerror}") from None
+    try:
+        handle, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"app.instance_path: {path} is not writable: {exc.strerror}") from None
+    return path
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -284,9 +363,13 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
 def load_settings(config_dir: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read, merge and validate the configuration, or raise ``ConfigError``."""
     environ = dict(os.environ if environ is None else environ)
-    directory = Path(config_dir or environ.get("ADMIN_MIT_CONFIG_DIR") or PROJECT_ROOT / "config")
+    base_dir = Path.cwd()
+    directory = Path(config_dir or environ.get(CONFIG_DIR_VARIABLE) or DEFAULT_CONFIG_DIR)
     if not directory.is_absolute():
-        directory = Path.cwd() / directory
+        directory = base_dir / directory
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: configuration directory not found (run from the directory that "
+                          f"holds config/, or set {CONFIG_DIR_VARIABLE})")
 
     merged: dict[str, dict[str, Any]] = {}
     origin: dict[tuple[str, str], str] = {}
@@ -303,7 +386,7 @@ def load_settings(config_dir: str | Path | None = None, environ: dict[str, str] 
         origin.setdefault((section, ""), f"environment {variable}")
 
     try:
-        return Settings(**merged, config_dir=directory)
+        return Settings(**merged, config_dir=directory, base_dir=base_dir)
     except ValidationError as exc:
         location, message = _first_error(exc)
         section, _, rest = location.partition(".")

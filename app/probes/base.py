@@ -1,9 +1,15 @@
 """The probe engine's contract: one spec in, one outcome out.
 
-Every protocol module exposes ``async def probe(spec: ProbeSpec) -> ProbeOutcome``.
-A prober never raises for a target that is down, slow or wrong: that is an
-outcome. It raises only for a programming error (a spec it cannot understand),
-which ``run_probe`` turns into an ``error`` outcome as well.
+Every protocol module exposes one function of one shape::
+
+    async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome
+
+It only speaks its protocol. ``run_probe`` owns the rest: the deadline
+(``spec.timeout``), the response time, and turning every exception into an
+outcome. A prober ends early by raising ``ProbeError`` with a verdict, and
+records what it learns as it goes in ``run`` (phase timings, what arrived so
+far), so that when the deadline cuts it off the outcome can still say what
+partially happened.
 
 This package imports nothing from Flask, Celery or the database, so it can be
 used and tested on its own.
@@ -11,10 +17,15 @@ used and tested on its own.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Awaitable, Callable
+
+from app.probes.urls import redact
+
+DEFAULT_MAX_BODY_BYTES = 1_048_576
 
 
 class ProbeStatus(str, enum.Enum):
@@ -32,9 +43,11 @@ class ProbeSpec:
 
     ``target`` is a URL for http/https/ws/wss (``https://host:port/path``) and
     ``host:port`` for tcp/udp. ``body`` is the HTTP request body, or the payload
-    a TCP/UDP/WebSocket probe sends. ``expect`` is what a TCP/WebSocket/UDP
-    reply must contain for the run to succeed (substring match on the decoded
-    reply); ``None`` means any reply (UDP) or no read at all (TCP).
+    a TCP/UDP/WebSocket probe sends, byte for byte (never stripped). ``expect``
+    is what the reply must contain for the run to succeed (substring match; for
+    HTTP the response body); ``None`` means any reply (UDP, HTTP) or no read at
+    all (TCP). ``max_body_bytes`` caps what is kept of a reply (for HTTP after
+    decompression).
     """
 
     protocol: str
@@ -46,7 +59,15 @@ class ProbeSpec:
     expect: str | None = None
     verify_tls: bool = True
     follow_redirects: bool = True
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __repr__(self) -> str:
+        # Specs end up in logs; a URL's password and header values (tokens) must not.
+        shown = redact(self.target) if "://" in self.target else self.target
+        return (
+            f"ProbeSpec(protocol={self.protocol!r}, target={shown!r}, timeout={self.timeout!r}, "
+            f"method={self.method!r}, headers={sorted(self.headers)!r})"
+        )
 
 
 @dataclass
@@ -59,14 +80,19 @@ class PhaseTimings:
     processing_ms: float | None = None
     transfer_ms: float | None = None
 
+    def add(self, phase: str, ms: float) -> None:
+        """Add to a phase (redirect hops and retried addresses add up)."""
+        setattr(self, phase, round((getattr(self, phase) or 0.0) + ms, 3))
+
 
 @dataclass
 class ProbeOutcome:
-    """The one result type every prober returns.
+    """The one result type of every probe run.
 
     ``body`` holds the (possibly truncated) response text for condition checks; it
-    is not persisted. ``status`` is the prober's own verdict on reachability
-    (``success`` means "got an answer"); conditions may turn it into ``failed``.
+    is not persisted. ``body_truncated`` says why the body was cut, if it was.
+    ``status`` is the prober's own verdict on reachability (``success`` means
+    "got an answer"); conditions may turn it into ``failed``.
     """
 
     status: ProbeStatus
@@ -78,6 +104,7 @@ class ProbeOutcome:
     bytes_read: int = 0
     body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    body_truncated: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,4 +118,43 @@ class ProbeOutcome:
         return data
 
 
-Prober = Callable[[ProbeSpec], Awaitable[ProbeOutcome]]
+class ProbeError(Exception):
+    """Ends a probe early with a verdict; ``run_probe`` turns it into the outcome."""
+
+    def __init__(self, status: ProbeStatus, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.status_code = status_code
+
+
+@dataclass
+class ProbeRun:
+    """One run's scratch state, shared by ``run_probe`` and the prober.
+
+    The prober fills it in as it goes; ``run_probe`` reads it when the deadline
+    cuts the prober off (what arrived, how far it got) and when it builds the
+    outcome (timings, certificate expiry).
+    """
+
+    spec: ProbeSpec
+    timings: PhaseTimings = field(default_factory=PhaseTimings)
+    awaiting_reply: bool = False
+    """Connected, and waiting for a reply that must contain ``spec.expect``."""
+    received: bytearray = field(default_factory=bytearray)
+    """What the peer sent so far (TCP, WebSocket), for "expected … (got …)"."""
+    status_code: int | None = None
+    """HTTP: the response headers arrived, the body may still be coming."""
+    cert_expires_at: datetime | None = None
+    verdict: ProbeError | None = None
+    """Already decided; reported as is if the deadline cuts off the details still being gathered."""
+    closers: contextlib.AsyncExitStack | None = None
+
+    @property
+    def cleanup(self) -> contextlib.AsyncExitStack:
+        """Closed by ``run_probe`` after the clock has stopped (e.g. a WebSocket closing handshake)."""
+        if self.closers is None:
+            self.closers = contextlib.AsyncExitStack()
+        return self.closers
+
+
+Prober = Callable[[ProbeSpec, ProbeRun], Awaitable[ProbeOutcome]]

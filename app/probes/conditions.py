@@ -1,19 +1,27 @@
-"""Success conditions a user attaches to a probe, and their evaluation against an outcome."""
+"""Success conditions a user attaches to a probe, and their evaluation against an outcome.
+
+``body_regex`` runs on the ``regex`` package with a time limit (``REGEX_TIMEOUT``):
+Python's ``re`` cannot be interrupted, and a pattern that backtracks badly over
+a 1 MiB body would hold the event loop, and every other probe in it, for minutes.
+A pattern that needs longer fails its check with a message saying so.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
+import regex
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.probes.base import ProbeOutcome, ProbeStatus
+from app.probes.text import cert_expiry, quote, seconds
 
 DEFAULT_OK_STATUS = range(200, 400)
+REGEX_TIMEOUT = 0.1  # seconds one body_regex check may take
 _MISSING = object()
 
 
@@ -39,8 +47,8 @@ class Conditions(BaseModel):
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
+                regex.compile(value)
+            except regex.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
 
@@ -55,6 +63,9 @@ class Conditions(BaseModel):
                 field = ".".join(str(part) for part in error["loc"]) or "conditions"
                 problems.append(f"{field}: {error['msg'].removeprefix('Value error, ')}")
             raise ValueError("invalid conditions: " + "; ".join(problems)) from None
+
+
+_NO_CONDITIONS = Conditions()
 
 
 def _lookup(document: Any, path: str) -> Any:
@@ -88,6 +99,26 @@ def _check_json(body: str, condition: JsonPathCondition) -> str | None:
     return None
 
 
+def _regex_problem(pattern: str, body: str) -> str | None:
+    try:
+        if regex.search(pattern, body, timeout=REGEX_TIMEOUT):
+            return None
+    except TimeoutError:
+        return f"body_regex /{pattern}/ took longer than {seconds(REGEX_TIMEOUT)} on this body (simplify the pattern)"
+    return f"body does not match /{pattern}/"
+
+
+def _body_problems(body: str, conditions: Conditions) -> list[str]:
+    problems: list[str] = []
+    if conditions.body_contains is not None and conditions.body_contains not in body:
+        problems.append(f"body does not contain {quote(conditions.body_contains)}")
+    if conditions.body_regex is not None and (problem := _regex_problem(conditions.body_regex, body)):
+        problems.append(problem)
+    if conditions.json_path is not None and (problem := _check_json(body, conditions.json_path)):
+        problems.append(problem)
+    return problems
+
+
 def _failed_checks(outcome: ProbeOutcome, conditions: Conditions) -> list[str]:
     failures: list[str] = []
     code = outcome.status_code
@@ -98,13 +129,10 @@ def _failed_checks(outcome: ProbeOutcome, conditions: Conditions) -> list[str]:
             failures.append(f"status {code} not in {conditions.expected_status}")
     elif code is not None and code not in DEFAULT_OK_STATUS:
         failures.append(f"status {code} not in 200-399")
-    body = outcome.body or ""
-    if conditions.body_contains is not None and conditions.body_contains not in body:
-        failures.append(f"body does not contain {conditions.body_contains!r}")
-    if conditions.body_regex is not None and not re.search(conditions.body_regex, body):
-        failures.append(f"body does not match /{conditions.body_regex}/")
-    if conditions.json_path is not None and (problem := _check_json(body, conditions.json_path)):
-        failures.append(problem)
+    body_problems = _body_problems(outcome.body or "", conditions)
+    if body_problems and outcome.body_truncated:
+        body_problems[-1] += f" ({outcome.body_truncated})"
+    failures += body_problems
     limit = conditions.max_response_time_ms
     took = outcome.response_time_ms
     if limit is not None and took is not None and took > limit:
@@ -113,10 +141,12 @@ def _failed_checks(outcome: ProbeOutcome, conditions: Conditions) -> list[str]:
         if outcome.cert_expires_at is None:
             failures.append("no certificate to check")
         else:
-            seconds = (outcome.cert_expires_at - datetime.now(timezone.utc)).total_seconds()
-            days = math.floor(seconds / 86400)
-            if days < conditions.min_cert_days:
-                failures.append(f"certificate expires in {days} days (< {conditions.min_cert_days})")
+            now = datetime.now(timezone.utc)
+            left = (outcome.cert_expires_at - now).total_seconds()
+            if left < 0:
+                failures.append(cert_expiry(outcome.cert_expires_at, now))
+            elif math.floor(left / 86400) < conditions.min_cert_days:
+                failures.append(f"{cert_expiry(outcome.cert_expires_at, now)} (minimum {conditions.min_cert_days})")
     return failures
 
 
@@ -128,7 +158,7 @@ def evaluate(outcome: ProbeOutcome, conditions: Conditions | None) -> ProbeOutco
     """
     if outcome.status is not ProbeStatus.SUCCESS:
         return outcome
-    failures = _failed_checks(outcome, conditions or Conditions())
+    failures = _failed_checks(outcome, conditions or _NO_CONDITIONS)
     if not failures:
         return outcome
     return dataclasses.replace(outcome, status=ProbeStatus.FAILED, error="; ".join(failures))

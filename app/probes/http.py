@@ -1,192 +1,146 @@
-"""HTTP and HTTPS probes over httpx, timed phase by phase.
+"""HTTP and HTTPS probes: a new connection per request, redirects followed hop by hop.
 
-The host is resolved here rather than by httpx so DNS time can be measured; the
-request then goes to the resolved address with the original Host header and TLS
-server name. Redirects are followed by hand so every hop is resolved and timed;
-the phase timings of all hops are added up.
+The host is resolved here so DNS is timed; the request then goes to the
+resolved address with the original Host header and TLS server name (SNI).
+Every hop of a redirect is resolved, connected and timed, and the phase
+timings of all hops add up. Credentials in the URL are sent as Basic auth and
+never appear in a message (``Url.redacted``). ``spec.expect`` is a body check:
+the (decoded) body must contain it.
 """
 
 from __future__ import annotations
 
-import asyncio
+import codecs
+import re
 import socket
-import ssl
-import time
-from datetime import datetime
-from typing import Any, TypeVar
 
-import httpx
-from cryptography import x509
-
-from app.probes.base import PhaseTimings, ProbeOutcome, ProbeSpec, ProbeStatus
-from app.probes.net import (
-    ProbeError,
-    describe_connect_error,
-    elapsed_ms,
-    is_ip,
-    resolve,
-    ssl_context,
-    tls_error,
-)
+from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
+from app.probes.http1 import Response, exchange
+from app.probes.net import resolve
+from app.probes.text import quote
+from app.probes.urls import Url, parse_url
 
 MAX_REDIRECTS = 10
-
-# httpcore trace event ending a phase -> (event starting it, PhaseTimings field)
-_PHASES = {
-    "connection.connect_tcp": ("connection.connect_tcp", "connect_ms"),
-    "connection.start_tls": ("connection.start_tls", "tls_ms"),
-    "http11.receive_response_headers": ("http11.send_request_headers", "processing_ms"),
-}
-# Not forwarded when a redirect leads to another host, as browsers and httpx do.
+USER_AGENT = "admin-mit-probe/1.0"
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# Not forwarded when a redirect leads to another origin, as browsers do.
 _ORIGIN_BOUND_HEADERS = ("authorization", "cookie", "host")
+# Framing is the client's business: computed from the body, never taken from the spec.
+_FRAMING_HEADERS = ("content-length", "transfer-encoding")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
-E = TypeVar("E", bound=BaseException)
-
-
-def _add(timings: PhaseTimings, field: str, ms: float) -> None:
-    setattr(timings, field, round((getattr(timings, field) or 0.0) + ms, 3))
-
-
-class _Tracer:
-    """httpx ``trace`` extension: adds each finished phase to the timings as it happens."""
-
-    def __init__(self, timings: PhaseTimings) -> None:
-        self._timings = timings
-        self._started: dict[str, float] = {}
-
-    async def __call__(self, event: str, info: dict[str, Any]) -> None:
-        name, _, stage = event.rpartition(".")
-        if stage == "started":
-            self._started[name] = time.perf_counter()
-        elif stage == "complete" and name in _PHASES:
-            start_event, field = _PHASES[name]
-            _add(self._timings, field, elapsed_ms(self._started[start_event]))
+Headers = dict[str, tuple[str, str]]  # lower-case name -> (name as given, value)
 
 
-def _innermost(exc: BaseException | None, kind: type[E]) -> E | None:
-    """The deepest exception of ``kind`` in ``exc``'s cause chain (httpx wraps the OS error twice)."""
-    found = None
-    while exc is not None:
-        if isinstance(exc, kind):
-            found = exc
-        exc = exc.__cause__ or exc.__context__
-    return found
+def _user_headers(spec: ProbeSpec) -> Headers:
+    headers: Headers = {}
+    for name, value in spec.headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ProbeError(ProbeStatus.ERROR, f"header name {quote(name)} is not valid in HTTP")
+        if any(char in value for char in "\r\n\0"):
+            raise ProbeError(ProbeStatus.ERROR, f"header {name} contains a line break")
+        if name.lower() not in _FRAMING_HEADERS:
+            headers[name.lower()] = (name, value)
+    return headers
 
 
-def _redirect_method(status_code: int, method: str, content: str | None) -> tuple[str, str | None]:
-    """Method and body for the next hop, by the rules browsers (and httpx) follow."""
+def _request(method: str, url: Url, user_headers: Headers, body: bytes | None) -> bytes:
+    headers: Headers = {
+        "host": ("Host", url.netloc),
+        "user-agent": ("User-Agent", USER_AGENT),
+        "accept": ("Accept", "*/*"),
+        "accept-encoding": ("Accept-Encoding", "gzip, deflate"),
+        "connection": ("Connection", "close"),  # every run opens its own connection
+    }
+    if auth := url.basic_auth():
+        headers["authorization"] = ("Authorization", auth)
+    headers.update(user_headers)
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        headers["content-length"] = ("Content-Length", str(len(body or b"")))
+    head = f"{method} {url.request_target} HTTP/1.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.values()
+    )
+    return (head + "\r\n").encode() + (body or b"")
+
+
+def _redirect_method(status_code: int, method: str, body: bytes | None) -> tuple[str, bytes | None]:
+    """Method and body for the next hop, by the rules browsers follow."""
     if (status_code in (302, 303) and method != "HEAD") or (status_code == 301 and method == "POST"):
         return "GET", None
-    return method, content
+    return method, body
 
 
-def _cert_expiry(response: httpx.Response) -> datetime | None:
-    stream = response.extensions.get("network_stream")
-    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    return x509.load_der_x509_certificate(der).not_valid_after_utc if der else None
-
-
-async def _send(
-    client: httpx.AsyncClient,
-    method: str,
-    url: httpx.URL,
-    headers: httpx.Headers,
-    content: str | None,
-    tracer: _Tracer,
-    timings: PhaseTimings,
-) -> httpx.Response:
-    """Send one request to the first resolved address that accepts the connection."""
-    port = url.port or (443 if url.scheme == "https" else 80)
-    addresses = await resolve(url.host, port, timings, socket.SOCK_STREAM)
-    hop_headers = httpx.Headers(headers)
-    hop_headers.setdefault("Host", url.netloc.decode("ascii"))
-    extensions: dict[str, Any] = {"trace": tracer}
-    if not is_ip(url.host):
-        extensions["sni_hostname"] = url.host
-    error: httpx.ConnectError | None = None
-    for _, sockaddr in addresses:
-        request = client.build_request(
-            method, url.copy_with(host=sockaddr[0]), headers=hop_headers, content=content, extensions=extensions
-        )
-        try:
-            return await client.send(request, stream=True)
-        except httpx.ConnectError as exc:
-            if tls := _innermost(exc, ssl.SSLError):
-                raise tls_error(tls) from exc
-            error = exc
-    os_error = _innermost(error, OSError)
-    message = describe_connect_error(os_error) if os_error else f"could not connect: {error}"
-    raise ProbeError(ProbeStatus.FAILED, message) from error
-
-
-async def _read_body(response: httpx.Response, limit: int, timings: PhaseTimings) -> bytes:
-    started = time.perf_counter()
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk[: limit - len(body)]
-        if len(body) >= limit:
-            break
-    _add(timings, "transfer_ms", elapsed_ms(started))
-    return bytes(body)
-
-
-async def _fetch(spec: ProbeSpec, timings: PhaseTimings) -> ProbeOutcome:
-    url = httpx.URL(spec.target)
-    method, content = spec.method.upper(), spec.body
-    headers = httpx.Headers(spec.headers)
-    tracer = _Tracer(timings)
-    cert_expires_at = None
-    async with httpx.AsyncClient(
-        verify=ssl_context(spec.verify_tls), trust_env=False, timeout=spec.timeout
-    ) as client:
-        for _ in range(MAX_REDIRECTS + 1):
-            response = await _send(client, method, url, headers, content, tracer, timings)
+def _charset(content_type: str) -> str:
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset":
+            name = value.strip().strip('"')
             try:
-                cert_expires_at = _cert_expiry(response) or cert_expires_at
-                body = await _read_body(response, spec.max_body_bytes, timings)
-            finally:
-                await response.aclose()
-            if not (spec.follow_redirects and response.has_redirect_location):
+                return codecs.lookup(name).name
+            except LookupError:
                 break
-            location = response.headers["location"]
-            try:
-                next_url = url.join(location)
-            except httpx.InvalidURL:
-                raise ProbeError(ProbeStatus.FAILED, f"invalid redirect location {location!r}") from None
-            if next_url.scheme not in ("http", "https"):
-                raise ProbeError(ProbeStatus.FAILED, f"cannot follow redirect to {location!r}")
-            if next_url.host != url.host:
-                for name in _ORIGIN_BOUND_HEADERS:
-                    headers.pop(name, None)
-            url = next_url
-            method, content = _redirect_method(response.status_code, method, content)
-        else:
-            raise ProbeError(
-                ProbeStatus.FAILED, f"more than {MAX_REDIRECTS} redirects", status_code=response.status_code
-            )
-    return ProbeOutcome(
-        status=ProbeStatus.SUCCESS,
-        status_code=response.status_code,
-        headers=dict(response.headers),
-        body=body.decode(response.encoding or "utf-8", errors="replace"),
-        bytes_read=len(body),
-        cert_expires_at=cert_expires_at,
+    return "utf-8"
+
+
+async def _fetch(
+    spec: ProbeSpec, run: ProbeRun, url: Url, method: str, headers: Headers, body: bytes | None
+) -> Response:
+    """One hop: resolve, connect, (TLS,) request, response."""
+    run.status_code = None
+    return await exchange(
+        await resolve(url.host, url.port, run.timings, socket.SOCK_STREAM),
+        _request(method, url, headers, body),
+        tls_host=url.host if url.secure else None,
+        head_only=method == "HEAD",
+        max_body=spec.max_body_bytes,
+        run=run,
     )
 
 
-async def probe(spec: ProbeSpec) -> ProbeOutcome:
-    timings = PhaseTimings()
-    started = time.perf_counter()
+async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
     try:
-        async with asyncio.timeout(spec.timeout):
-            outcome = await _fetch(spec, timings)
-    except (TimeoutError, httpx.TimeoutException):
-        outcome = ProbeOutcome(ProbeStatus.TIMEOUT, error=f"no response within {spec.timeout:g}s")
-    except ProbeError as exc:
-        outcome = exc.outcome()
-    except httpx.TransportError as exc:  # connection dropped, malformed response, ...
-        outcome = ProbeOutcome(ProbeStatus.FAILED, error=str(exc) or type(exc).__name__)
-    outcome.timings = timings
-    outcome.response_time_ms = elapsed_ms(started)
-    return outcome
+        url = parse_url(spec.target)
+    except ValueError as exc:
+        raise ProbeError(ProbeStatus.ERROR, str(exc)) from None
+    if url.scheme not in ("http", "https"):
+        raise ProbeError(ProbeStatus.ERROR, "HTTP targets must start with http:// or https://")
+    if not _TOKEN.fullmatch(spec.method):
+        raise ProbeError(ProbeStatus.ERROR, f"{quote(spec.method)} is not an HTTP method")
+    method = spec.method.upper()
+    body = spec.body.encode() if spec.body is not None else None
+    headers = _user_headers(spec)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = await _fetch(spec, run, url, method, headers, body)
+        location = response.headers.get("location")
+        if not (spec.follow_redirects and location and response.status_code in REDIRECT_CODES):
+            break
+        try:
+            next_url = url.join(location)
+        except ValueError:
+            raise ProbeError(
+                ProbeStatus.FAILED, "the redirect location is not a valid URL", response.status_code
+            ) from None
+        if next_url.scheme not in ("http", "https"):
+            raise ProbeError(
+                ProbeStatus.FAILED, f"cannot follow a redirect to {next_url.redacted()}", response.status_code
+            )
+        if (next_url.scheme, next_url.host, next_url.port) != (url.scheme, url.host, url.port):
+            for name in _ORIGIN_BOUND_HEADERS:
+                headers.pop(name, None)
+        url = next_url
+        method, body = _redirect_method(response.status_code, method, body)
+    else:
+        raise ProbeError(ProbeStatus.FAILED, f"more than {MAX_REDIRECTS} redirects", response.status_code)
+
+    text = response.body.decode(_charset(response.headers.get("content-type", "")), errors="replace")
+    if spec.expect is not None and spec.expect not in text:
+        cut = f" ({response.body_truncated})" if response.body_truncated else ""
+        raise ProbeError(ProbeStatus.FAILED, f"body does not contain {quote(spec.expect)}{cut}", response.status_code)
+    return ProbeOutcome(
+        ProbeStatus.SUCCESS,
+        status_code=response.status_code,
+        headers=response.headers,
+        body=text,
+        bytes_read=len(response.body),
+        body_truncated=response.body_truncated,
+    )

@@ -1,35 +1,23 @@
-"""Helpers shared by the probers: target parsing, timed DNS and TCP connect, TLS contexts."""
+"""Shared by the probers: ``host:port`` targets, timed DNS and timed TCP connect."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import re
 import socket
 import ssl
 import time
+from typing import Callable, TypeVar
 
-import httpx
-
-from app.probes.base import PhaseTimings, ProbeOutcome, ProbeSpec, ProbeStatus
+from app.probes.base import PhaseTimings, ProbeError, ProbeStatus
+from app.probes.text import os_error
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9_.-]+")
 _PORT = re.compile(r"[0-9]{1,5}")
 
 Address = tuple[socket.AddressFamily, tuple]  # (family, sockaddr) as getaddrinfo returns them
-
-
-class ProbeError(Exception):
-    """Ends a probe early with a verdict; the prober turns it into its outcome."""
-
-    def __init__(self, status: ProbeStatus, message: str, status_code: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.status_code = status_code
-
-    def outcome(self) -> ProbeOutcome:
-        return ProbeOutcome(self.status, error=str(self), status_code=self.status_code)
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
 def elapsed_ms(since: float) -> float:
@@ -37,9 +25,10 @@ def elapsed_ms(since: float) -> float:
 
 
 def is_ip(host: str) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
+        socket.inet_pton(family, host)  # much cheaper than ipaddress, and called on every run
+    except (OSError, ValueError):
         return False
     return True
 
@@ -47,28 +36,28 @@ def is_ip(host: str) -> bool:
 def split_host_port(target: str) -> tuple[str, int]:
     """Parse ``host:port`` or ``[v6addr]:port``; ``ValueError`` with a user-readable message."""
     if "/" in target:
-        raise ValueError(f"expected host:port without a scheme or path, got {target!r}")
+        raise ValueError(f"expected host:port without a scheme or path, got “{target}”")
     if target.startswith("["):
         host, bracket, rest = target[1:].partition("]")
         if not bracket or not rest.startswith(":"):
-            raise ValueError(f"expected [IPv6 address]:port, got {target!r}")
+            raise ValueError(f"expected [IPv6 address]:port, got “{target}”")
         port_text = rest[1:]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address") from None
+            raise ValueError(f"“{host}” is not an IPv6 address") from None
     else:
         host, colon, port_text = target.rpartition(":")
         if not colon:
-            raise ValueError(f"expected host:port, got {target!r}")
+            raise ValueError(f"expected host:port, got “{target}”")
         if ":" in host:
             raise ValueError("write IPv6 addresses in brackets, e.g. [::1]:53")
         if not host:
             raise ValueError("host is empty")
         if not _HOSTNAME.fullmatch(host):
-            raise ValueError(f"{host!r} is not a valid host name")
+            raise ValueError(f"“{host}” is not a valid host name")
     if not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"port must be a number from 1 to 65535, got {port_text!r}")
+        raise ValueError(f"port must be a number from 1 to 65535, got “{port_text}”")
     return host.lower(), int(port_text)
 
 
@@ -85,20 +74,37 @@ async def resolve(host: str, port: int, timings: PhaseTimings, socktype: int) ->
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socktype)
     except socket.gaierror as exc:
-        raise ProbeError(ProbeStatus.ERROR, f"could not resolve host {host!r}: {exc.strerror}") from exc
+        raise ProbeError(ProbeStatus.ERROR, f"could not resolve host {host}: {exc.strerror}") from exc
     finally:
-        timings.dns_ms = round((timings.dns_ms or 0.0) + elapsed_ms(started), 3)
+        timings.add("dns_ms", elapsed_ms(started))
     return list(dict.fromkeys((family, sockaddr) for family, _, _, _, sockaddr in infos))
 
 
-def describe_connect_error(exc: OSError) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return f"could not connect: {exc.strerror or exc}"
+def _connect_failed(error: OSError | None) -> ProbeError:
+    message = os_error(error) if error is not None else "no address to connect to"
+    return ProbeError(ProbeStatus.FAILED, message if message == "connection refused" else f"could not connect: {message}")
+
+
+async def connect(
+    addresses: list[Address], timings: PhaseTimings, protocol_factory: Callable[[], P]
+) -> tuple[asyncio.Transport, P]:
+    """TCP-connect a protocol to the first address that accepts, timing it as ``timings.connect_ms``."""
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    error: OSError | None = None
+    for family, sockaddr in addresses:
+        try:
+            transport, protocol = await loop.create_connection(protocol_factory, sockaddr[0], sockaddr[1], family=family)
+        except OSError as exc:
+            error = exc
+            continue
+        timings.add("connect_ms", elapsed_ms(started))
+        return transport, protocol  # type: ignore[return-value]
+    raise _connect_failed(error)
 
 
 async def open_socket(addresses: list[Address], timings: PhaseTimings) -> socket.socket:
-    """TCP-connect to the first address that accepts, timing it as ``timings.connect_ms``."""
+    """Like ``connect``, for libraries that take a connected socket (websockets)."""
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     error: OSError | None = None
@@ -114,38 +120,22 @@ async def open_socket(addresses: list[Address], timings: PhaseTimings) -> socket
         except BaseException:
             sock.close()
             raise
-        timings.connect_ms = elapsed_ms(started)
+        timings.add("connect_ms", elapsed_ms(started))
         return sock
-    assert error is not None
-    raise ProbeError(ProbeStatus.FAILED, describe_connect_error(error)) from error
+    raise _connect_failed(error)
 
 
-def tls_error(exc: ssl.SSLError) -> ProbeError:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return ProbeError(ProbeStatus.ERROR, f"certificate not trusted: {exc.verify_message}")
-    return ProbeError(ProbeStatus.ERROR, f"TLS handshake failed: {exc.reason or exc}")
+def connection_error(exc: OSError) -> ProbeError:
+    """The peer dropped an established connection, or broke its TLS."""
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").replace("_", " ").lower() or "protocol error"
+        return ProbeError(ProbeStatus.FAILED, f"TLS error: {reason}")
+    return ProbeError(ProbeStatus.FAILED, f"connection error: {os_error(exc)}")
 
 
-@functools.cache
-def ssl_context(verify: bool) -> ssl.SSLContext:
-    """One verifying and one non-verifying context per process: loading the CA bundle is slow."""
-    return httpx.create_ssl_context(verify=verify)
-
-
-def preview(data: str, limit: int = 60) -> str:
-    return data if len(data) <= limit else data[:limit] + "…"
-
-
-def expect_missing(expect: str, received: str, reason: str) -> ProbeError:
-    """A reply came (or the peer closed) but never contained ``expect``."""
-    detail = f"got {preview(received)!r}" if received else reason
-    return ProbeError(ProbeStatus.FAILED, f"expected {expect!r} not received ({detail})")
-
-
-def timed_out(spec: ProbeSpec, received: str, connected: bool) -> ProbeError:
-    """A timeout is a failed check if the peer answered something else, else no answer at all."""
-    if spec.expect is not None and received:
-        return expect_missing(spec.expect, received, "")
-    if spec.expect is not None and connected:
-        return ProbeError(ProbeStatus.TIMEOUT, f"expected {spec.expect!r} not received within {spec.timeout:g}s")
-    return ProbeError(ProbeStatus.TIMEOUT, f"no response within {spec.timeout:g}s")
+def target_host_port(target: str) -> tuple[str, int]:
+    """``split_host_port`` for a prober: a bad target is an ``error`` outcome."""
+    try:
+        return split_host_port(target)
+    except ValueError as exc:
+        raise ProbeError(ProbeStatus.ERROR, str(exc)) from None

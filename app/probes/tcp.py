@@ -3,68 +3,51 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 
-from app.probes.base import PhaseTimings, ProbeOutcome, ProbeSpec, ProbeStatus
-from app.probes.net import (
-    ProbeError,
-    elapsed_ms,
-    expect_missing,
-    open_socket,
-    resolve,
-    split_host_port,
-    timed_out,
-)
+from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
+from app.probes.net import connect, connection_error, elapsed_ms, resolve, target_host_port
+from app.probes.text import expect_missing
 
 READ_CHUNK = 65536
 
 
-async def _read_until(reader: asyncio.StreamReader, expect: str, received: bytearray, limit: int) -> None:
-    while expect not in received.decode("utf-8", errors="replace"):
-        if len(received) >= limit:
-            raise expect_missing(expect, received.decode("utf-8", errors="replace"), "")
-        chunk = await reader.read(READ_CHUNK)
+async def _read_until(reader: asyncio.StreamReader, spec: ProbeSpec, received: bytearray) -> None:
+    """Read into ``received`` until it contains ``spec.expect``, at most ``spec.max_body_bytes``."""
+    assert spec.expect is not None
+    expect = spec.expect.encode()
+    searched = 0
+    while received.find(expect, searched) < 0:
+        if len(received) >= spec.max_body_bytes:
+            raise ProbeError(ProbeStatus.FAILED, expect_missing(spec.expect, received.decode(errors="replace")))
+        chunk = await reader.read(min(READ_CHUNK, spec.max_body_bytes - len(received)))
         if not chunk:
-            raise expect_missing(expect, received.decode("utf-8", errors="replace"), "connection closed")
+            text = received.decode(errors="replace")
+            raise ProbeError(ProbeStatus.FAILED, expect_missing(spec.expect, text, "the connection closed"))
+        searched = max(0, len(received) - len(expect) + 1)  # only look again where a match may now end
         received += chunk
 
 
-async def _exchange(spec: ProbeSpec, timings: PhaseTimings, received: bytearray) -> ProbeOutcome:
-    host, port = split_host_port(spec.target)
-    sock = await open_socket(await resolve(host, port, timings, socket.SOCK_STREAM), timings)
-    reader, writer = await asyncio.open_connection(sock=sock)
+async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
+    host, port = target_host_port(spec.target)
+    reader = asyncio.StreamReader(limit=READ_CHUNK)
+    transport, protocol = await connect(
+        await resolve(host, port, run.timings, socket.SOCK_STREAM), run.timings, lambda: asyncio.StreamReaderProtocol(reader)
+    )
+    writer = asyncio.StreamWriter(transport, protocol, reader, asyncio.get_running_loop())
     try:
         started = time.perf_counter()
         if spec.body is not None:
             writer.write(spec.body.encode())
             await writer.drain()
         if spec.expect is not None:
-            await _read_until(reader, spec.expect, received, spec.max_body_bytes)
-            timings.processing_ms = elapsed_ms(started)
+            run.awaiting_reply = True
+            await _read_until(reader, spec, run.received)
+            run.timings.processing_ms = elapsed_ms(started)
     except OSError as exc:  # reset by the peer while talking
-        raise ProbeError(ProbeStatus.FAILED, f"connection error: {exc.strerror or exc}") from exc
+        raise connection_error(exc) from exc
     finally:
         writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    body = received.decode("utf-8", errors="replace") if spec.expect is not None else None
-    return ProbeOutcome(ProbeStatus.SUCCESS, body=body, bytes_read=len(received))
-
-
-async def probe(spec: ProbeSpec) -> ProbeOutcome:
-    timings = PhaseTimings()
-    received = bytearray()  # kept here so a timeout can still report what did arrive
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(spec.timeout):
-            outcome = await _exchange(spec, timings, received)
-    except TimeoutError:
-        text = received.decode("utf-8", errors="replace")
-        outcome = timed_out(spec, text, connected=timings.connect_ms is not None).outcome()
-    except ProbeError as exc:
-        outcome = exc.outcome()
-    outcome.timings = timings
-    outcome.response_time_ms = elapsed_ms(started)
-    return outcome
+    body = run.received.decode(errors="replace") if spec.expect is not None else None
+    return ProbeOutcome(ProbeStatus.SUCCESS, body=body, bytes_read=len(run.received))

@@ -6,8 +6,9 @@ import asyncio
 import socket
 import time
 
-from app.probes.base import PhaseTimings, ProbeOutcome, ProbeSpec, ProbeStatus
-from app.probes.net import ProbeError, elapsed_ms, expect_missing, resolve, split_host_port
+from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
+from app.probes.net import elapsed_ms, resolve, target_host_port
+from app.probes.text import expect_missing, os_error
 
 
 class _FirstReply(asyncio.DatagramProtocol):
@@ -29,9 +30,9 @@ class _FirstReply(asyncio.DatagramProtocol):
             self.reply.set_exception(exc)
 
 
-async def _exchange(spec: ProbeSpec, timings: PhaseTimings) -> ProbeOutcome:
-    host, port = split_host_port(spec.target)
-    family, sockaddr = (await resolve(host, port, timings, socket.SOCK_DGRAM))[0]
+async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
+    host, port = target_host_port(spec.target)
+    family, sockaddr = (await resolve(host, port, run.timings, socket.SOCK_DGRAM))[0]
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
     try:
@@ -41,33 +42,18 @@ async def _exchange(spec: ProbeSpec, timings: PhaseTimings) -> ProbeOutcome:
         sock.send((spec.body or "").encode())
     except OSError as exc:
         sock.close()
-        raise ProbeError(ProbeStatus.FAILED, f"could not send: {exc.strerror or exc}") from exc
+        raise ProbeError(ProbeStatus.FAILED, f"could not send: {os_error(exc)}") from exc
     transport, protocol = await asyncio.get_running_loop().create_datagram_endpoint(_FirstReply, sock=sock)
     try:
         reply = await protocol.reply
-        timings.processing_ms = elapsed_ms(started)
+        run.timings.processing_ms = elapsed_ms(started)
     except ConnectionRefusedError as exc:
         raise ProbeError(ProbeStatus.FAILED, "port unreachable") from exc
     except OSError as exc:
-        raise ProbeError(ProbeStatus.FAILED, f"no reply: {exc.strerror or exc}") from exc
+        raise ProbeError(ProbeStatus.FAILED, f"no reply: {os_error(exc)}") from exc
     finally:
         transport.close()
     text = reply[: spec.max_body_bytes].decode("utf-8", errors="replace")
     if spec.expect is not None and spec.expect not in text:
-        raise expect_missing(spec.expect, text, "empty reply")
+        raise ProbeError(ProbeStatus.FAILED, expect_missing(spec.expect, text, None if text else "an empty reply came"))
     return ProbeOutcome(ProbeStatus.SUCCESS, body=text, bytes_read=len(reply))
-
-
-async def probe(spec: ProbeSpec) -> ProbeOutcome:
-    timings = PhaseTimings()
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(spec.timeout):
-            outcome = await _exchange(spec, timings)
-    except TimeoutError:
-        outcome = ProbeOutcome(ProbeStatus.TIMEOUT, error=f"no reply within {spec.timeout:g}s")
-    except ProbeError as exc:
-        outcome = exc.outcome()
-    outcome.timings = timings
-    outcome.response_time_ms = elapsed_ms(started)
-    return outcome

@@ -5,33 +5,33 @@ is opened here and handed to websockets. ``tls_ms`` runs from handing it over to
 the moment the transport is ready (wss only), ``processing_ms`` is the opening
 handshake (upgrade request -> 101 response) and ``transfer_ms`` the message
 exchange (send ``body``, wait for ``expect``) when ``expect`` is set.
+
+websockets logs every request line and header at DEBUG (a token in the query,
+a Basic auth header); the probe hands it a logger that never emits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import socket
 import ssl
 import time
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.uri import WebSocketURI, parse_uri
 
-from app.probes.base import PhaseTimings, ProbeOutcome, ProbeSpec, ProbeStatus
-from app.probes.net import (
-    ProbeError,
-    elapsed_ms,
-    expect_missing,
-    open_socket,
-    resolve,
-    ssl_context,
-    timed_out,
-    tls_error,
-)
+from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
+from app.probes.net import elapsed_ms, open_socket, resolve
+from app.probes.text import expect_missing, os_error, size
+from app.probes.tls import check_peer_certificate, handshake_failed, ssl_context, verification_failed
 
 CLOSE_TIMEOUT = 1.0  # the closing handshake happens after the result is known; don't wait long
+MAX_QUEUE = 2  # messages websockets may buffer: a flooding server costs little memory
+
+_SILENT = logging.Logger("app.probes.websocket.connection")
+_SILENT.disabled = True
 
 
 class _TimedConnection(ClientConnection):
@@ -44,82 +44,83 @@ class _TimedConnection(ClientConnection):
         super().connection_made(transport)
 
 
-async def _open(
-    spec: ProbeSpec, uri: WebSocketURI, timings: PhaseTimings, stack: contextlib.AsyncExitStack
-) -> ClientConnection:
-    addresses = await resolve(uri.host, uri.port, timings, socket.SOCK_STREAM)
-    sock = await open_socket(addresses, timings)
-    stack.callback(sock.close)
+def _rejected(exc: Exception) -> ProbeError:
+    """A refused or otherwise failed opening handshake, said without the URL (it may hold credentials)."""
+    status = exc if isinstance(exc, InvalidStatus) else exc.__cause__
+    if isinstance(status, InvalidStatus):
+        code = status.response.status_code
+        if 300 <= code < 400:
+            message = f"handshake redirected with HTTP {code} (WebSocket probes do not follow redirects)"
+        else:
+            message = f"handshake rejected with HTTP {code}"
+        return ProbeError(ProbeStatus.FAILED, message, code)
+    return ProbeError(ProbeStatus.FAILED, f"WebSocket handshake failed: {exc}")
+
+
+async def _open(spec: ProbeSpec, uri: WebSocketURI, run: ProbeRun) -> ClientConnection:
+    sock = await open_socket(await resolve(uri.host, uri.port, run.timings, socket.SOCK_STREAM), run.timings)
+    peer = sock.getpeername()
+    run.cleanup.callback(sock.close)
     handed_over = time.perf_counter()
     try:
-        ws = await stack.enter_async_context(
+        ws = await run.cleanup.enter_async_context(
             connect(
                 spec.target,
                 sock=sock,
                 ssl=ssl_context(spec.verify_tls) if uri.secure else None,
                 additional_headers=spec.headers or None,
-                open_timeout=None,  # spec.timeout bounds the whole probe
+                open_timeout=None,  # run_probe's deadline bounds the whole probe
                 close_timeout=CLOSE_TIMEOUT,
                 ping_interval=None,
+                max_size=spec.max_body_bytes,
+                max_queue=MAX_QUEUE,
+                logger=_SILENT,
                 create_connection=_TimedConnection,
             )
         )
+    except ssl.SSLCertVerificationError as exc:
+        raise await verification_failed(exc, peer, uri.host, run) from exc
     except ssl.SSLError as exc:  # before ValueError: certificate errors are ValueErrors too
-        raise tls_error(exc) from exc
+        raise handshake_failed(exc) from exc
     except (InvalidHandshake, ValueError) as exc:
-        # A redirect comes back as ValueError (websockets can't follow it on our socket).
-        rejected = exc if isinstance(exc, InvalidStatus) else exc.__cause__
-        if isinstance(rejected, InvalidStatus):
-            code = rejected.response.status_code
-            raise ProbeError(ProbeStatus.FAILED, f"handshake rejected with HTTP {code}", code) from exc
-        if isinstance(exc, ValueError):
-            raise
-        raise ProbeError(ProbeStatus.FAILED, f"WebSocket handshake failed: {exc}") from exc
+        raise _rejected(exc) from exc
     except OSError as exc:
-        raise ProbeError(ProbeStatus.FAILED, f"connection error: {exc.strerror or exc}") from exc
+        raise ProbeError(ProbeStatus.FAILED, f"connection error: {os_error(exc)}") from exc
     assert isinstance(ws, _TimedConnection)
     if uri.secure:
-        timings.tls_ms = round((ws.transport_ready_at - handed_over) * 1000, 3)
-    timings.processing_ms = elapsed_ms(ws.transport_ready_at)
+        run.timings.tls_ms = round((ws.transport_ready_at - handed_over) * 1000, 3)
+        check_peer_certificate(ws.transport.get_extra_info("ssl_object"), run)
+    run.timings.processing_ms = elapsed_ms(ws.transport_ready_at)
     return ws
 
 
-async def _exchange(
-    spec: ProbeSpec, timings: PhaseTimings, received: list[str], stack: contextlib.AsyncExitStack
-) -> ProbeOutcome:
-    ws = await _open(spec, parse_uri(spec.target), timings, stack)
+async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
+    try:
+        uri = parse_uri(spec.target)
+    except InvalidURI:  # its text repeats the URL, which may hold credentials
+        raise ProbeError(ProbeStatus.ERROR, "not a valid ws:// or wss:// URL") from None
+    ws = await _open(spec, uri, run)
     started = time.perf_counter()
+    last: str | None = None
     bytes_read = 0
     try:
         if spec.body is not None:
             await ws.send(spec.body)
         if spec.expect is not None:
-            while not received or spec.expect not in received[-1]:
+            run.awaiting_reply = True
+            while last is None or spec.expect not in last:
                 message = await ws.recv()
                 data = message.encode() if isinstance(message, str) else message
                 bytes_read += len(data)
-                received.append(data.decode("utf-8", errors="replace"))
-            timings.transfer_ms = elapsed_ms(started)
+                if bytes_read > spec.max_body_bytes:
+                    then = f"more than {size(spec.max_body_bytes)} arrived"
+                    raise ProbeError(ProbeStatus.FAILED, expect_missing(spec.expect, run.received.decode(errors="replace"), then))
+                run.received += (b"\n" if run.received else b"") + data
+                last = data.decode("utf-8", errors="replace")
+            run.timings.transfer_ms = elapsed_ms(started)
     except ConnectionClosed as exc:
+        text = run.received.decode("utf-8", errors="replace")
         if spec.expect is not None:
-            raise expect_missing(spec.expect, "\n".join(received), "connection closed") from exc
-        raise ProbeError(ProbeStatus.FAILED, f"connection closed by server: {exc}") from exc
-    body = received[-1] if received else None
-    return ProbeOutcome(ProbeStatus.SUCCESS, body=body, bytes_read=bytes_read)
-
-
-async def probe(spec: ProbeSpec) -> ProbeOutcome:
-    timings = PhaseTimings()
-    received: list[str] = []
-    started = time.perf_counter()
-    async with contextlib.AsyncExitStack() as stack:  # closes the connection after timing stops
-        try:
-            async with asyncio.timeout(spec.timeout):
-                outcome = await _exchange(spec, timings, received, stack)
-        except TimeoutError:
-            outcome = timed_out(spec, "\n".join(received), connected=timings.processing_ms is not None).outcome()
-        except ProbeError as exc:
-            outcome = exc.outcome()
-        outcome.timings = timings
-        outcome.response_time_ms = elapsed_ms(started)
-    return outcome
+            raise ProbeError(ProbeStatus.FAILED, expect_missing(spec.expect, text, "the connection closed")) from exc
+        raise ProbeError(ProbeStatus.FAILED, "connection closed by the server") from exc
+    return ProbeOutcome(ProbeStatus.SUCCESS, body=last, bytes_read=bytes_read)
