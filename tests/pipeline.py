@@ -120,3 +120,10 @@ def losses_by_reason(probe_ids: list[int]) -> dict[str, int]:
     for loss in db.session.scalars(select(ProbeRunLoss).where(ProbeRunLoss.probe_id.in_(probe_ids))):
         totals[loss.reason] += loss.slots
     return dict(totals)
+
+
+def loss_rows(probe_ids: list[int]) -> list[tuple[str, int, int, str]]:
+    """Every loss row of the probes as (reason, probe, slot, recorded at), for failure messages."""
+    db.session.expire_all()
+    return [(loss.reason, loss.probe_id, loss.slot_ms, loss.recorded_at.isoformat()) for loss in
+            db.session.scalars(select(ProbeRunLoss).where(ProbeRunLoss.probe_id.in_(probe_ids)))]

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from app.core.os_threads import allocate_lock, cooperative_sleep, start_thread, wait_future
-from app.probes import run_probe
+from app.probes import new_event_loop, run_probe
 from app.probes.base import ProbeOutcome, ProbeSpec, ProbeStatus
 from app.probes.conditions import Conditions
 
@@ -52,15 +52,6 @@ class Finished:
 
 
 OnFinished = Callable[[Finished], None]
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when it is installed (less CPU per connection), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 class ProbeExecutor:
