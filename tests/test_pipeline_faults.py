@@ -90,7 +90,7 @@ def test_dead_targets_hold_one_probe_each_and_every_healthy_slot_is_stored(
     assert losses_by_reason(healthy + dead) == {}, loss_rows(healthy + dead)
     # Written as they complete: a healthy result does not wait for the dead probes of its batch.
     assert max((r.created_at - r.started_at).total_seconds() for r in rows if r.probe_id in healthy) < 2
-    assert min((r.created_at - r.started_at).total_seconds() for r in rows if r.probe_id in dead) >= 4
+    assert min((r.created_at - r.started_at).total_seconds() for r in rows if r.probe_id in dead) >= 3.9
     assert "Traceback" not in processes.log("w1")
 
 

@@ -38,6 +38,7 @@ def test_the_api_reports_a_tenants_own_runs_and_losses_only(api: Api) -> None:
 
     assert_error(viewer.get("/api/v1/runs/stats?since=2030-01-02T00:00:00&until=2030-01-01T00:00:00"),
                  422, field="since")
+    assert_error(viewer.get("/api/v1/runs/stats?until=1700000000"), 422, field="until")  # ISO 8601 only
 
 
 def test_the_cli_prints_stored_runs_and_losses_by_reason(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,6 +17,7 @@ from app.services.errors import InvalidInputError
 blueprint = api_blueprint("results", "Stored probe results and statistics.")
 
 DEFAULT_STATS_WINDOW = timedelta(hours=24)
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -30,6 +32,14 @@ class WindowQuery(BaseModel):
 
     since: datetime | None = Field(None, description="Inclusive, ISO 8601 (UTC when no zone is given).")
     until: datetime | None = Field(None, description="Exclusive, ISO 8601 (UTC when no zone is given).")
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso_only(cls, value: Any) -> Any:
+        """The document says ISO 8601; pydantic alone would also read a bare number as a Unix time."""
+        if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+            raise ValueError("expected an ISO 8601 time, e.g. 2026-12-01T08:00:00Z")
+        return value
 
     @field_validator("since", "until")
     @classmethod
