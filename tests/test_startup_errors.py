@@ -187,5 +187,8 @@ def test_an_unreachable_redis_is_one_line_after_bounded_retries(env: dict[str, s
         assert f"127.0.0.1:{port}" in line and "Connection refused" in line, (command, line)
         assert "s3cret" not in done.stdout + done.stderr
         if command.startswith("celery"):
+            assert f"broker redis://:**@127.0.0.1:{port}/" in line, line
             assert "unreachable after 5 attempts" in line, line
+        elif command == "admin-mit up":
+            assert "unreachable: " in line, line  # one attempt
     assert instance_processes(tmp_path / "instance") == []
