@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, NoReturn
+from types import FrameType
+from typing import Any, Iterator, NoReturn
 
 import click
 from flask import Flask
@@ -22,6 +25,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from app.core.config import ConfigError, active_settings
 from app.core.embedded_redis import EmbeddedRedisError
+from app.core.redis_client import BrokerUnavailable
 from app.services.errors import ServiceError
 
 PROG = "admin-mit"
@@ -57,7 +61,7 @@ class AdminMitGroup(FlaskGroup):
             _fail(exc.format_message(), exc.exit_code)
         except click.Abort:
             _fail("aborted", 1)
-        except (ConfigError, EmbeddedRedisError, ServiceError) as exc:
+        except (ConfigError, EmbeddedRedisError, BrokerUnavailable, ServiceError) as exc:
             _fail(str(exc))
         except SQLAlchemyError as exc:
             _fail(_database_error(exc))
@@ -71,6 +75,8 @@ def _database_error(exc: SQLAlchemyError) -> str:
     missing_table = "no such table" in message or ("relation" in message and "does not exist" in message)
     if isinstance(exc, ProgrammingError | OperationalError) and missing_table:
         message += f" (run '{PROG} db upgrade' first)"
+    elif message == "unable to open database file":  # SQLite names neither the file nor the cause
+        message += f" {active_settings().database_url.removeprefix('sqlite:///')} (does its directory exist?)"
     return f"database: {message}"
 
 
@@ -79,28 +85,58 @@ cli = AdminMitGroup(create_app=_create_app, add_version_option=False, load_doten
 
 
 def _ensure_redis() -> None:
-    """On the embedded default, start the private Redis (detached) if it is not running."""
+    """On the embedded default, make the private Redis available until this command ends.
+
+    If none runs, a temporary server is started and stopped again when the command
+    ends (by the last command still using it), so a CLI call leaves no process behind.
+    """
     settings = active_settings()
-    if settings.uses_embedded_redis:
-        from app.core.embedded_redis import ensure_running
+    if not settings.uses_embedded_redis:
+        return
+    root = click.get_current_context().find_root()
+    if root.meta.get("admin_mit.redis_in_use"):
+        return
+    from app.core.embedded_redis import in_use
 
-        ensure_running(settings)
+    root.with_resource(_exit_on_termination())
+    root.with_resource(in_use(settings))
+    root.call_on_close(_forget_result_subscriptions)  # runs first: callbacks unwind in reverse
+    root.meta["admin_mit.redis_in_use"] = True
 
 
-def _check_broker() -> None:
-    """Fail in one line now, rather than after Celery's reconnect attempts, if Redis is down."""
-    from kombu.exceptions import OperationalError as BrokerUnavailable
-
+def _forget_result_subscriptions() -> None:
+    """Drop the result subscriptions of tasks this command waited for, before a temporary Redis
+    stops: Celery would otherwise unsubscribe when the process exits, from a server that is
+    gone, and print a traceback."""
     from app.celery_app import celery
 
+    consumer = getattr(celery.backend, "result_consumer", None)
+    subscribed = getattr(consumer, "subscribed_to", None)
+    if subscribed:
+        subscribed.clear()
+        consumer.stop()
+
+
+@contextmanager
+def _exit_on_termination() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into a normal exit, so clean-up (stopping a temporary Redis) runs."""
+    def leave(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {signum: signal.signal(signum, leave) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        with celery.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1)
-        client = getattr(celery.backend, "client", None)
-        if client is not None:
-            client.ping()
-    except (BrokerUnavailable, RedisError) as exc:
-        _fail(f"broker: {exc}")
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _check_broker(attempts: int = 1) -> None:
+    """Fail in one line now, rather than after Celery's reconnect attempts, if Redis is down."""
+    from app.celery_app import celery
+    from app.core.redis_client import check_broker
+
+    check_broker(celery, attempts)
 
 
 def _print_json(data: Any) -> None:
@@ -489,10 +525,8 @@ def stats(tenant_ref: str | None, since_text: str, as_json: bool) -> None:
 # --- running the parts -----------------------------------------------------------------------
 
 def _exec_celery(command: list[str]) -> NoReturn:
-    from app.core.config import PROJECT_ROOT
-
-    _ensure_redis()
-    os.chdir(PROJECT_ROOT)
+    """Become ``celery …`` in the same working directory (so it reads the same ``config/``);
+    ``celery_worker`` starts the embedded Redis and checks the broker."""
     os.execv(command[0], command)
 
 
@@ -532,11 +566,9 @@ def redis_server(stop: bool) -> None:
         stopped = embedded_redis.stop(settings)
         click.echo("embedded Redis stopped" if stopped else "embedded Redis was not running")
         return
-    if embedded_redis.is_running(settings):
-        _fail(f"embedded Redis is already running at {settings.embedded_redis_socket}")
-    settings.instance_dir.mkdir(parents=True, exist_ok=True)
-    os.execv(embedded_redis.server_executable(),
-             embedded_redis.server_command(settings, daemonize=False))
+    executable = embedded_redis.server_executable()
+    embedded_redis.prepare_foreground(settings)
+    os.execv(executable, embedded_redis.server_command(settings, daemonize=False))
 
 
 @cli.command("up")
@@ -549,9 +581,12 @@ def up(concurrency: int | None) -> None:
 
     from app.runner import Supervisor, configure_logging
 
+    settings = active_settings()
+    if not settings.uses_embedded_redis:
+        _check_broker()  # before the migration logs anything
     upgrade()
     configure_logging()
-    sys.exit(Supervisor(active_settings(), concurrency).run())
+    sys.exit(Supervisor(settings, concurrency).run())
 
 
 def main() -> None:

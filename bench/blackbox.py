@@ -71,8 +71,16 @@ class _Scraper:
             reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection("127.0.0.1", self.port)
             writer.write(f"GET {path} HTTP/1.1\r\nHost: exporter\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
-            body = await reader.readexactly(length)
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            if length is not None:
+                body = await reader.readexactly(int(length.group(1)))
+            else:  # Transfer-Encoding: chunked
+                parts = []
+                while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                    parts.append(await reader.readexactly(size))
+                    await reader.readexactly(2)
+                await reader.readuntil(b"\r\n")
+                body = b"".join(parts)
             self.idle.append((reader, writer))
             return body
 
@@ -84,7 +92,7 @@ class _Scraper:
         target = urllib.parse.quote(self.fleet.target[probe_id], safe="")
         try:
             body = await self._get(f"/probe?module=http_2xx&target={target}")
-        except (OSError, asyncio.IncompleteReadError, AttributeError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             self.scrapes.errors += 1
             return
         if slot >= window_start:
@@ -127,7 +135,8 @@ def compare(args: argparse.Namespace, fleet: Fleet, children: Children, ours: Re
         binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"])
     deadline = time.monotonic() + READY_TIMEOUT
     while not _listening(port):
-        children.check_alive()
+        if exporter.process.poll() is not None:
+            raise BenchError(f"blackbox_exporter exited with {exporter.process.returncode}")
         if time.monotonic() > deadline:
             raise BenchError("blackbox_exporter did not start listening")
         time.sleep(0.1)

@@ -167,6 +167,8 @@ def test_the_config_directory_is_looked_up_in_the_working_directory(config_dir: 
     monkeypatch.chdir(config_dir.parent)
 
     assert load_settings(environ={}).config_dir == config_dir
+    moved = config_dir.rename(config_dir.parent / "etc")
+    assert load_settings(environ={"ADMIN_MIT_CONFIG_DIR": "etc"}).config_dir == moved
 
 
 def test_without_a_config_directory_start_up_stops_in_one_line(tmp_path: Path) -> None:

