@@ -160,6 +160,8 @@ def test_an_empty_database_url_is_a_sqlite_file_in_the_instance_directory(config
     assert default.database_url == f"sqlite:///{tmp_path / 'instance' / 'admin-mit.db'}"
     assert moved.database_url == "sqlite:////srv/admin-mit/admin-mit.db"
     assert Settings().database.url == ""  # also the built-in default, without any file
+    shipped = load(config_dir, ADMIN_MIT_APP__INSTANCE_PATH="/srv/admin-mit")  # config/database.yaml as shipped
+    assert shipped.database_url == "sqlite:////srv/admin-mit/admin-mit.db"
 
 
 def test_the_config_directory_is_looked_up_in_the_working_directory(config_dir: Path,
