@@ -213,6 +213,21 @@ def anchor_schedule(tenant_id: int) -> None:
     reconcile()
 
 
+def count_unfinished_slots(interval: int, timeout: float) -> None:
+    """Name the slots still queued or in flight when the workers stopped, as the dispatcher would.
+
+    Waits until the last claimed slot and its lease have passed, then runs the dispatcher's
+    sweep once with no grace, so every slot ends stored or counted.
+    """
+    from app.core.config import active_settings
+    from app.extensions import db
+    from app.services import leases, run_losses, scheduling
+
+    time.sleep(max(interval, timeout + active_settings().probes.lease_margin_seconds) + 1)
+    run_losses.record(leases.sweep_stale(scheduling.now_ms(), 0, 1_000_000))
+    db.session.commit()
+
+
 # --- child processes -------------------------------------------------------------------------
 
 @dataclass
@@ -669,6 +684,7 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> tup
     end = time.time()
     sampler.stop()
     children.stop("worker")
+    count_unfinished_slots(args.interval, fleet.timeout)
     window = Window(start=started + args.warmup, end=end, settled_end=end - args.interval - SETTLE_MARGIN)
     results = measure(fleet, window, sampler, overflows, load_before)
     for line in log_errors(children)[:20]:
