@@ -11,7 +11,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 from flask import Flask
@@ -31,7 +31,11 @@ pytestmark = pytest.mark.timeout(240)
 PIPELINE_ENV = {"ADMIN_MIT_PROBES__LEASE_MARGIN_SECONDS": "1", "ADMIN_MIT_PROBES__LOSS_GRACE_SECONDS": "1"}
 
 
-def _available(server: type) -> object:
+S = TypeVar("S")
+
+
+def _available(server: Callable[[], S]) -> S:
+    """The private server, or a skip (a failure in CI) when its binaries are missing."""
     try:
         return server()
     except ServerUnavailable as exc:
@@ -43,7 +47,6 @@ def _available(server: type) -> object:
 @pytest.fixture
 def private_postgres(clean_redis: object) -> Iterator[tuple[PrivatePostgres, Flask]]:
     server = _available(PrivatePostgres)
-    assert isinstance(server, PrivatePostgres)
     try:
         server.start()
         flask_app = _migrated_app(settings_with(server.url))
@@ -71,6 +74,28 @@ def _fleet(tenant_id: int, targets: LoopbackTargets) -> list[int]:
     slow = [make_probe(tenant_id, f"{targets.http_url}/slow?ms=1500", interval_seconds=5, timeout_seconds=4).id
             for _ in range(8)]
     return quick + slow
+
+
+def _after_recovery(processes: Processes, probes: list[int], timeout: float) -> tuple[int, int]:
+    """Once the server is back: wait until every probe ran again, then stop beat and the worker.
+
+    Returns when the service came back and the end of the window every slot must be
+    accounted for in (both epoch ms).
+    """
+    recovered = scheduling.now_ms()
+    wait_for(lambda: _stored(probes, after_ms=recovered) >= len(probes), timeout=timeout,
+             what="every probe to run again after the recovery")
+    until = scheduling.now_ms() - 1500
+    processes.stop("beat")
+    time.sleep(5)  # the last claimed runs finish and are written
+    processes.stop("w1")
+    return recovered, until
+
+
+def _expired_since(probes: list[int], recovered: int) -> int:
+    """Slots dispatched after the recovery that were dropped: there must be none."""
+    return db.session.scalar(select(func.count()).select_from(ProbeRunLoss).where(
+        ProbeRunLoss.probe_id.in_(probes), ProbeRunLoss.reason == "expired", ProbeRunLoss.slot_ms >= recovered)) or 0
 
 
 def _start(processes: Processes) -> None:
@@ -102,13 +127,7 @@ def test_postgres_stopped_mid_run_loses_no_measured_result_and_probing_resumes(
         measured_during_outage = targets.hits("/slow")
         time.sleep(8)  # longer than the interval: slots pass while nothing can be claimed
         server.start()
-        recovered = scheduling.now_ms()
-        wait_for(lambda: _stored(probes, after_ms=recovered) >= len(probes), timeout=40,
-                 what="every probe to run again after the recovery")
-        until = scheduling.now_ms() - 1500
-        processes.stop("beat")
-        time.sleep(5)  # the last claimed runs finish and are written
-        processes.stop("w1")
+        recovered, until = _after_recovery(processes, probes, timeout=40)
     finally:
         processes.stop_all()
     sweep_now()
@@ -118,9 +137,7 @@ def test_postgres_stopped_mid_run_loses_no_measured_result_and_probing_resumes(
     losses = losses_by_reason(probes)
     assert losses.get("lost", 0) == 0 and losses.get("unwritten", 0) == 0  # nothing measured was lost
     assert losses.get("missed", 0) > 0  # the outage's slots: counted, not replayed
-    late = db.session.scalar(select(func.count()).select_from(ProbeRunLoss).where(
-        ProbeRunLoss.reason == "expired", ProbeRunLoss.slot_ms >= recovered))
-    assert late == 0  # nothing dispatched after the recovery was dropped
+    assert _expired_since(probes, recovered) == 0  # nothing dispatched after the recovery was dropped
     log = processes.log("w1")
     assert "database unavailable" in log and "database available again" in log
 
@@ -129,7 +146,6 @@ def test_redis_restarted_mid_run_resumes_and_accounts_for_every_slot(
     pg_app: Flask, postgres_url: str, targets: LoopbackTargets, tmp_path: Path
 ) -> None:
     server = _available(PrivateRedis)
-    assert isinstance(server, PrivateRedis)
     tenant = make_tenant()
     probes = _fleet(tenant.id, targets)
     env = {**os.environ, **PIPELINE_ENV, "ADMIN_MIT_DATABASE__URL": postgres_url,
@@ -149,13 +165,7 @@ def test_redis_restarted_mid_run_resumes_and_accounts_for_every_slot(
         server.kill()  # queued messages are gone with it
         time.sleep(6)
         server.start()
-        recovered = scheduling.now_ms()
-        wait_for(lambda: _stored(probes, after_ms=recovered) >= len(probes), timeout=60,
-                 what="every probe to run again after the recovery")
-        until = scheduling.now_ms() - 1500
-        processes.stop("beat")
-        time.sleep(5)
-        processes.stop("w1")
+        recovered, until = _after_recovery(processes, probes, timeout=60)
     finally:
         processes.stop_all()
         server.kill()
@@ -164,9 +174,7 @@ def test_redis_restarted_mid_run_resumes_and_accounts_for_every_slot(
     assert unaccounted_slots(probes, since, until) == {}
     losses = losses_by_reason(probes)
     assert losses.get("lost", 0) == 0 and losses.get("unwritten", 0) == 0  # runs in flight were stored
-    late = db.session.scalar(select(func.count()).select_from(ProbeRunLoss).where(
-        ProbeRunLoss.reason == "expired", ProbeRunLoss.slot_ms >= recovered))
-    assert late == 0  # nothing dispatched after the recovery was dropped
+    assert _expired_since(probes, recovered) == 0  # nothing dispatched after the recovery was dropped
 
 
 def test_results_beyond_the_buffer_are_counted_as_unwritten_the_rest_are_stored(
