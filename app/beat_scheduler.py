@@ -26,6 +26,7 @@ class ProbeDispatchScheduler(PersistentScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._next_dispatch = 0.0
+        self._dispatching = False
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         delay = super().tick(*args, **kwargs)
@@ -39,5 +40,9 @@ class ProbeDispatchScheduler(PersistentScheduler):
         try:
             with get_flask_app().app_context():
                 dispatch_due()
+            if not self._dispatching:
+                self._dispatching = True
+                log.info("dispatcher: claiming due probes every %gs",
+                         active_settings().probes.dispatch_interval_seconds)
         except Exception as exc:  # keep beat alive: the next tick retries
             log.error("dispatching due probes failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))

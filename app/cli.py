@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from app.core.config import ConfigError, active_settings
 from app.core.embedded_redis import EmbeddedRedisError
 from app.core.redis_client import BrokerUnavailable
+from app.probes import PROTOCOLS
 from app.services.errors import ServiceError
 
 PROG = "admin-mit"
@@ -269,35 +270,49 @@ def probe() -> None:
 @probe.command("add")
 @click.option("--tenant", "tenant_ref", required=True, help="Tenant id or name.")
 @click.option("--name", required=True)
-@click.option("--protocol", required=True, help="http, https, websocket, tcp or udp.")
-@click.option("--target", required=True, help="URL (http/https/ws/wss) or host:port (tcp/udp).")
+@click.option("--protocol", required=True, help=f"One of: {', '.join(PROTOCOLS)}.")
+@click.option("--target", required=True,
+              help="URL (http/https/ws/wss), host:port (tcp/udp), the name to look up (dns), a host (icmp).")
 @click.option("--interval", "interval_seconds", type=int, default=60, show_default=True, help="Seconds between runs.")
 @click.option("--timeout", "timeout_seconds", type=float, default=None,
               help="Seconds [default: 10, or half the interval when that is shorter].")
-@click.option("--method", default="GET", show_default=True)
-@click.option("--header", "headers", multiple=True, help="'Name: value', repeatable.")
-@click.option("--body", default=None, help="Request body, or the payload sent by tcp/udp/websocket.")
-@click.option("--expect", default=None, help="Text the tcp/udp/websocket reply must contain.")
+@click.option("--spec", "spec_json", default=None,
+              help='The protocol\'s own fields as JSON, e.g. \'{"record_type": "MX"}\' for dns.')
+@click.option("--method", default=None, help="HTTP method (spec.method) [default: GET].")
+@click.option("--header", "headers", multiple=True, help="'Name: value', repeatable (spec.headers).")
+@click.option("--secret-header", "secret_headers", multiple=True,
+              help="A header whose value is a credential: sent, never shown (spec.secret_headers), repeatable.")
+@click.option("--body", default=None, help="Request body, or the payload sent by tcp/udp/websocket (spec.body).")
+@click.option("--expect", default=None, help="Text the reply (HTTP: the body) must contain (spec.expect).")
 @click.option("--conditions", default=None,
               help='JSON, e.g. \'{"expected_status": [200], "body_contains": "ok", "max_response_time_ms": 500}\'.')
-@click.option("--no-verify-tls", is_flag=True, help="Accept untrusted certificates.")
-@click.option("--no-follow-redirects", is_flag=True)
+@click.option("--no-verify-tls", is_flag=True, help="Accept untrusted certificates (spec.verify_tls).")
+@click.option("--no-follow-redirects", is_flag=True, help="spec.follow_redirects false.")
 @click.option("--manual-only", is_flag=True, help="Never run on a schedule, only on demand.")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
 @with_appcontext
-def probe_add(tenant_ref: str, headers: tuple[str, ...], conditions: str | None, no_verify_tls: bool,
-              no_follow_redirects: bool, manual_only: bool, disabled: bool, **fields: Any) -> None:
-    """Create a probe."""
+def probe_add(tenant_ref: str, spec_json: str | None, method: str | None, headers: tuple[str, ...],
+              secret_headers: tuple[str, ...], body: str | None, expect: str | None, conditions: str | None,
+              no_verify_tls: bool, no_follow_redirects: bool, manual_only: bool, disabled: bool,
+              **fields: Any) -> None:
+    """Create a probe. The options marked spec.* are shorthands for fields of --spec."""
     from app.services.probes import create_probe
     from app.services.tenants import get_tenant
 
+    spec = _json_option(spec_json, "--spec")
+    if spec is None:
+        spec = {}
+    elif not isinstance(spec, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--spec")
+    given = {"method": method, "headers": _headers(headers) or None, "secret_headers": list(secret_headers) or None,
+             "body": body, "expect": expect, "verify_tls": False if no_verify_tls else None,
+             "follow_redirects": False if no_follow_redirects else None}
+    spec.update({name: value for name, value in given.items() if value is not None})
     owner = get_tenant(tenant_ref)
     data = {
         **fields,
-        "headers": _headers(headers),
+        "spec": spec,
         "conditions": _json_option(conditions, "--conditions") or {},
-        "verify_tls": not no_verify_tls,
-        "follow_redirects": not no_follow_redirects,
         "auto_probe": not manual_only,
         "enabled": not disabled,
     }

@@ -142,8 +142,9 @@ def probe_row(tenant_id: int, index: int, now: datetime) -> dict[str, Any]:
     return {
         "tenant_id": tenant_id, "name": f"probe-{index:06d}", "protocol": "http",
         "target": f"http://10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}/health",
-        "method": "GET", "headers": {}, "body": None, "expect": None, "verify_tls": True,
-        "follow_redirects": True, "timeout_seconds": 5.0, "interval_seconds": 60, "enabled": True,
+        "spec": {"method": "GET", "headers": {}, "secret_headers": [], "body": None, "expect": None,
+                 "verify_tls": True, "follow_redirects": True},
+        "timeout_seconds": 5.0, "interval_seconds": 60, "enabled": True,
         "auto_probe": True, "conditions": {}, "group_id": None,
         "next_run_at": int(now.timestamp() * 1000) + index % 60 * 1000, "missed_runs": 0,
         "created_at": now - WEEK - DAY, "updated_at": now - WEEK - DAY,

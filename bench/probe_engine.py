@@ -145,12 +145,12 @@ async def _timed(exchange: Awaitable[bool]) -> bool:
 
 
 def _engine(protocol: str, target: str) -> Run:
-    from app.probes import ProbeSpec, run_probe
+    from app.probes import build_spec, run_probe
 
     if protocol == "tcp":
-        spec = ProbeSpec("tcp", target, timeout=TIMEOUT, body="PING\r\n", expect="+PONG")
+        spec = build_spec("tcp", target, timeout=TIMEOUT, body="PING\r\n", expect="+PONG")
     else:
-        spec = ProbeSpec(protocol, target + "/ok", timeout=TIMEOUT, verify_tls=False)
+        spec = build_spec(protocol, target + "/ok", timeout=TIMEOUT, verify_tls=False)
     phases = ("connect_ms", "processing_ms") + (("transfer_ms",) if protocol != "tcp" else ())
     phases += ("tls_ms",) if protocol == "https" else ()
 

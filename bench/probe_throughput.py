@@ -193,7 +193,7 @@ def create_fleet(args: argparse.Namespace, http_ports: dict[str, int] | None, lo
             fields: dict[str, Any] = {"protocol": "http", "target": url}
         else:
             address = loopback.tcp_echo if args.protocol == "tcp" else loopback.udp_echo
-            fields = {"protocol": args.protocol, "target": address, "body": "ping", "expect": "ping"}
+            fields = {"protocol": args.protocol, "target": address, "spec": {"body": "ping", "expect": "ping"}}
         created = create_probe(tenant.id, {"name": f"bench-{kind}-{index:05d}", "interval_seconds": args.interval,
                                            "timeout_seconds": timeout, **fields})
         category[created.id], target[created.id] = kind, fields["target"]

@@ -22,6 +22,17 @@ from app.models import Probe, ProbeResult, ProbeRunLoss
 from app.services import leases, run_losses, scheduling
 
 
+# What beat logs once its dispatcher has run a first tick: from then on, due slots are claimed on time.
+DISPATCHING = "dispatcher: claiming due probes"
+HOLD_MS = 3_600_000
+
+
+def hold(probe_ids: list[int]) -> None:
+    """Keep new probes' first slots an hour away, so a beat that takes a while to start claims none
+    of them late: the test starts their schedules (``scheduling.restart``) once beat dispatches."""
+    scheduling.restart(probe_ids, first_in_ms=HOLD_MS)
+
+
 class Processes:
     """Worker and beat subprocesses of one test, each in its own process group, logging to files."""
 

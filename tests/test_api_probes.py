@@ -123,9 +123,10 @@ def accepted(response: Any, probe_ids: list[int], priority: int | None) -> dict[
 class TestProbeCrud:
     def test_create_echoes_the_probe_with_defaults_and_schedules_it(self, api: Api) -> None:
         _, op = operator(api)
+        spec = {"method": "post", "headers": {"X-Check": "1"}, "body": "{}", "verify_tls": False,
+                "follow_redirects": False}
         sent = {
-            "name": "shop", "protocol": "http", "target": "http://127.0.0.1:9/health", "method": "post",
-            "headers": {"X-Check": "1"}, "body": "{}", "verify_tls": False, "follow_redirects": False,
+            "name": "shop", "protocol": "http", "target": "http://127.0.0.1:9/health", "spec": spec,
             "interval_seconds": 30, "conditions": {"expected_status": [200, 204], "body_contains": "ok"},
         }
         before = now_ms()
@@ -134,10 +135,12 @@ class TestProbeCrud:
 
         assert response.status_code == 201, response.json
         probe = response.json
-        assert {name: probe[name] for name in sent} == {**sent, "method": "POST"}
+        # The spec comes back whole: what was sent, and the defaults of the rest.
+        assert {name: probe[name] for name in sent} == {
+            **sent, "spec": {**spec, "method": "POST", "expect": None, "secret_headers": []}}
         assert probe["timeout_seconds"] == 10.0  # probes.default_timeout_seconds, below half the interval
         assert probe["enabled"] is True and probe["auto_probe"] is True and probe["group_id"] is None
-        assert probe["missed_runs"] == 0 and probe["latest"] is None and probe["expect"] is None
+        assert probe["missed_runs"] == 0 and probe["latest"] is None
         assert before <= ms(probe["next_run_at"]) < after + 30_000  # within one interval from now
         assert get(op, f"/probes/{probe['id']}") == probe
 
@@ -155,15 +158,17 @@ class TestProbeCrud:
 
     def test_patch_changes_only_the_given_fields(self, api: Api) -> None:
         _, op = operator(api)
-        probe = create(op, headers={"A": "b"}, conditions={"expected_status": [200]}, interval_seconds=120)
+        probe = create(op, spec={"headers": {"A": "b"}, "body": "x"}, conditions={"expected_status": [200]},
+                       interval_seconds=120)
 
         response = op.patch(f"{API}/probes/{probe['id']}",
-                            json={"name": "renamed", "conditions": {"body_regex": "^ok$"}, "expect": None})
+                            json={"name": "renamed", "conditions": {"body_regex": "^ok$"}, "spec": {"expect": "ok"}})
 
         assert response.status_code == 200, response.json
         changed = response.json
         assert changed["name"] == "renamed" and changed["conditions"] == {"body_regex": "^ok$"}
-        untouched = set(probe) - CHANGING - {"name", "conditions"}
+        assert changed["spec"] == {**probe["spec"], "expect": "ok"}  # the other spec fields kept their values
+        untouched = set(probe) - CHANGING - {"name", "conditions", "spec"}
         assert {k: changed[k] for k in untouched} == {k: probe[k] for k in untouched}
         assert changed["next_run_at"] == probe["next_run_at"]  # no timing change: same slot
         assert changed["updated_at"] >= probe["updated_at"] and changed["created_at"] == probe["created_at"]
@@ -233,26 +238,64 @@ class TestCredentialHeaders:
     ) -> None:
         _, op = operator(api)
         headers = {"Authorization": "Bearer target-credential", "X-Api-Key": "k-123", "X-Trace": "visible"}
-        probe = create(op, target=f"{targets.http_url}/echo", headers=headers,
+        probe = create(op, target=f"{targets.http_url}/echo", spec={"headers": headers},
                        conditions={"body_regex": "Bearer target-cred[e]ntial"})  # not the secret, literally
         shown = {"Authorization": "********", "X-Api-Key": "********", "X-Trace": "visible"}
-        assert probe["headers"] == shown
-        assert get(op, f"/probes/{probe['id']}")["headers"] == shown
+        assert probe["spec"]["headers"] == shown
+        assert get(op, f"/probes/{probe['id']}")["spec"]["headers"] == shown
         assert "target-credential" not in str(get(op, "/probes"))
 
         # A client that sends back what it was shown keeps the secrets; a new value replaces one.
         changed = op.patch(f"{API}/probes/{probe['id']}",
-                           json={"headers": {**shown, "X-Trace": "changed", "X-Api-Key": "k-456"}})
-        assert changed.status_code == 200 and changed.json["headers"]["X-Trace"] == "changed"
+                           json={"spec": {"headers": {**shown, "X-Trace": "changed", "X-Api-Key": "k-456"}}})
+        assert changed.status_code == 200 and changed.json["spec"]["headers"]["X-Trace"] == "changed"
         stored = db.session.get(Probe, probe["id"])
         db.session.refresh(stored)
-        assert stored.headers == {"Authorization": "Bearer target-credential", "X-Api-Key": "k-456",
-                                  "X-Trace": "changed"}
+        assert stored.spec["headers"] == {"Authorization": "Bearer target-credential", "X-Api-Key": "k-456",
+                                          "X-Trace": "changed"}
 
         # The target receives the real value: the echo must contain it for the run to succeed.
         report = probe_runs.execute_runs(stored.tenant_id, probe_runs.run_requests([probe["id"]], "manual", "h"),
                                          "manual")
         assert report[0]["status"] == "success", report
+
+
+    def test_a_header_the_user_marks_secret_is_masked_like_a_known_credential(
+        self, api: Api, targets: LoopbackTargets
+    ) -> None:
+        tenant_id, op = operator(api)
+        probe = create(op, target=f"{targets.http_url}/echo",
+                       spec={"headers": {"X-Tenant-Pin": "pin-8812", "X-Trace": "visible"},
+                             "secret_headers": ["x-tenant-pin"]},
+                       conditions={"body_regex": "pin-881[2]"})
+
+        assert probe["spec"]["headers"] == {"X-Tenant-Pin": "********", "X-Trace": "visible"}
+        assert "pin-8812" not in str(get(op, "/probes")) and "pin-8812" not in str(get(op, f"/probes/{probe['id']}"))
+        assert run_stored(tenant_id, probe["id"])[0]["status"] == "success"  # the target got the real value
+
+
+class TestProtocolSpecs:
+    """Each protocol takes its own spec; changing the protocol changes the spec with it."""
+
+    def test_a_tcp_payload_keeps_its_whitespace_and_speaks_redis(self, api: Api, targets: LoopbackTargets) -> None:
+        tenant_id, op = operator(api)
+        probe = create(op, protocol="tcp", target=targets.tcp_resp, spec={"body": "PING\r\n", "expect": "+PONG\r\n"})
+
+        assert probe["spec"] == {"body": "PING\r\n", "expect": "+PONG\r\n"}
+        assert run_stored(tenant_id, probe["id"])[0]["status"] == "success"
+
+    def test_changing_the_protocol_takes_the_new_protocols_spec(self, api: Api) -> None:
+        _, op = operator(api)
+        probe = create(op, spec={"method": "POST", "headers": {"A": "b"}})
+
+        kept_http_fields = op.patch(f"{API}/probes/{probe['id']}", json={"protocol": "tcp", "target": "127.0.0.1:9"})
+        assert kept_http_fields.status_code == 200, kept_http_fields.json
+        assert kept_http_fields.json["spec"] == {"body": None, "expect": None}
+
+        refused = op.patch(f"{API}/probes/{probe['id']}", json={"protocol": "http", "target": UNREACHABLE,
+                                                                 "spec": {"body": "x", "record_type": "A"}})
+        assert_error(refused, 422, "invalid_input")
+        assert get(op, f"/probes/{probe['id']}")["protocol"] == "tcp"  # nothing half-written
 
 
 class TestProbeGroups:
@@ -328,7 +371,13 @@ INVALID_PROBES = [
     pytest.param({"conditions": {"expected_status": [700]}}, "conditions.expected_status", id="status-700"),
     pytest.param({"conditions": {"body_regex": "("}}, "conditions.body_regex", id="bad-regex"),
     pytest.param({"conditions": {"colour": "red"}}, "conditions.colour", id="unknown-condition"),
-    pytest.param({"method": "BREW"}, "method", id="unknown-method"),
+    pytest.param({"spec": {"method": "BREW"}}, "spec.method", id="unknown-method"),
+    pytest.param({"method": "GET"}, "method", id="spec-field-outside-spec"),
+    pytest.param({"protocol": "tcp", "target": "127.0.0.1:9", "spec": {"method": "GET"}}, "spec.method",
+                 id="another-protocols-field"),
+    pytest.param({"spec": {"headers": {"Bad Name": "x"}}}, "spec.headers", id="header-name-not-http"),
+    pytest.param({"spec": {"headers": {"X-A": "1\r\nX-B: 2"}}}, "spec.headers", id="header-line-break"),
+    pytest.param({"spec": "GET"}, "spec", id="spec-not-an-object"),
     pytest.param({"surprise": 1}, "surprise", id="unknown-field"),
     pytest.param({"name": ""}, "name", id="empty-name"),
 ]
@@ -562,8 +611,8 @@ class TestRunNow:
         fields = {
             "tcp-refused": {"protocol": "tcp", "target": f"127.0.0.1:{free_port()}"},
             "http-500": {"target": f"{targets.http_url}/status/500"},
-            "udp-silent": {"protocol": "udp", "target": targets.udp_silent, "body": "ping", "expect": "pong",
-                           "timeout_seconds": 1},
+            "udp-silent": {"protocol": "udp", "target": targets.udp_silent,
+                           "spec": {"body": "ping", "expect": "pong"}, "timeout_seconds": 1},
         }[kind]
         probe = create(op, **fields)
 
@@ -583,7 +632,7 @@ class TestRunNow:
         ids = [
             create(op, target=f"{targets.http_url}/ok")["id"],
             create(op, target=f"{targets.http_url}/status/500")["id"],
-            create(op, protocol="tcp", target=targets.tcp_echo, body="hi", expect="hi")["id"],
+            create(op, protocol="tcp", target=targets.tcp_echo, spec={"body": "hi", "expect": "hi"})["id"],
         ]
 
         task = accepted(op.post(f"{API}/probes/run", json={"probe_ids": [*ids, ids[0]], "priority": 9}), ids, 9)

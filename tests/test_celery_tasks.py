@@ -144,7 +144,7 @@ class TestExecuteBatchProbesTask:
         tenant = make_tenant()
         make_probe(tenant.id, f"{targets.http_url}/ok")
         make_probe(tenant.id, f"{targets.http_url}/status/500")
-        make_probe(tenant.id, targets.udp_echo, protocol="udp", body="ping", expect="ping")
+        make_probe(tenant.id, targets.udp_echo, protocol="udp", spec={"body": "ping", "expect": "ping"})
 
         # --- the guide's example, as written ---
         from app.tasks.network_probe_tasks import execute_batch_probes

@@ -125,6 +125,27 @@ def test_probe_add_run_and_list(cli_env: dict[str, str], targets: LoopbackTarget
     assert listed(cli_env)[probe_id][7].startswith("success")
 
 
+def test_a_tcp_probe_sends_its_payload_with_its_line_end(cli_env: dict[str, str], targets: LoopbackTargets) -> None:
+    added = admin_mit(cli_env, "probe", "add", "--tenant", "acme", "--name", f"redis-{uuid.uuid4().hex[:6]}",
+                      "--protocol", "tcp", "--target", targets.tcp_resp, "--body", "PING\r\n", "--expect", "+PONG\r\n")
+    assert added.returncode == 0, added.stderr
+    probe_id = int(added.stdout.split()[1])
+
+    done = admin_mit(cli_env, "probe", "run", str(probe_id))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["status"] == "success"
+
+
+def test_spec_json_gives_any_protocol_its_fields(cli_env: dict[str, str]) -> None:
+    added = admin_mit(cli_env, "probe", "add", "--tenant", "acme", "--name", f"udp-{uuid.uuid4().hex[:6]}",
+                      "--protocol", "udp", "--target", "127.0.0.1:9", "--spec", '{"body": " x ", "expect": "y"}')
+    assert added.returncode == 0, added.stderr
+    refused = admin_mit(cli_env, "probe", "add", "--tenant", "acme", "--name", f"udp-{uuid.uuid4().hex[:6]}",
+                        "--protocol", "udp", "--target", "127.0.0.1:9", "--method", "POST")
+    assert "spec.method: unknown field" in one_error_line(refused)
+
+
 INVALID_PROBES = {
     "unknown protocol": (["--protocol", "gopher", "--target", "gopher://127.0.0.1/"], "unknown protocol"),
     "bad target": (["--protocol", "http", "--target", "127.0.0.1:80"], "http"),
@@ -135,6 +156,10 @@ INVALID_PROBES = {
     "unknown condition": (["--protocol", "http", "--target", "http://127.0.0.1:9/",
                            "--conditions", '{"expected_stat": [200]}'], "expected_stat"),
     "bad header": (["--protocol", "http", "--target", "http://127.0.0.1:9/", "--header", "no-colon"], "--header"),
+    "bad spec json": (["--protocol", "http", "--target", "http://127.0.0.1:9/", "--spec", "{method: GET"], "--spec"),
+    "spec not an object": (["--protocol", "http", "--target", "http://127.0.0.1:9/", "--spec", "[1]"], "--spec"),
+    "header name not http": (["--protocol", "http", "--target", "http://127.0.0.1:9/", "--header", "a b: c"],
+                             "spec.headers"),
 }
 
 

@@ -21,7 +21,7 @@ from app.extensions import db
 from app.models import ProbeResult
 from app.services import scheduling
 from tests.conftest import make_probe, make_tenant, wait_for
-from tests.pipeline import Processes, loss_rows, losses_by_reason, stored_slots, sweep_now, unaccounted_slots
+from tests.pipeline import DISPATCHING, Processes, hold, loss_rows, losses_by_reason, stored_slots, sweep_now, unaccounted_slots
 from tests.targets import LoopbackTargets
 
 pytestmark = pytest.mark.timeout(180)
@@ -49,7 +49,7 @@ def _wait_for_worker(processes: Processes, name: str) -> None:
 def _start_beat(processes: Processes) -> None:
     """Start beat and wait until it runs, so the schedules a test starts next are dispatched on time."""
     processes.beat()
-    wait_for(lambda: "beat: Starting" in processes.log("beat"), timeout=60, what="beat")
+    wait_for(lambda: DISPATCHING in processes.log("beat"), timeout=60, what="beat's first dispatch")
 
 
 def _rows(probe_ids: list[int]) -> list[ProbeResult]:
@@ -70,6 +70,7 @@ def test_dead_targets_hold_one_probe_each_and_every_healthy_slot_is_stored(
                for _ in range(30)]
     dead = [make_probe(tenant.id, f"http://{targets.tcp_silent}/", interval_seconds=5, timeout_seconds=4).id
             for _ in range(6)]
+    hold(healthy + dead)
     processes.worker("w1", "--pool=prefork", "--concurrency=1")
     _wait_for_worker(processes, "w1")
     _start_beat(processes)
@@ -99,6 +100,7 @@ def test_runs_of_a_killed_worker_run_again_after_their_lease_and_are_stored_once
 ) -> None:
     tenant = make_tenant()
     probe = make_probe(tenant.id, f"{targets.http_url}/hold", interval_seconds=30, timeout_seconds=4)
+    hold([probe.id])
     targets.reset()
     processes.worker("w1", "--pool=prefork", "--concurrency=1")
     _wait_for_worker(processes, "w1")
@@ -132,7 +134,8 @@ def test_every_pool_runs_scheduled_probes(processes: Processes, targets: Loopbac
     probes = [make_probe(tenant.id, f"{targets.http_url}/ok", interval_seconds=5, timeout_seconds=2).id
               for _ in range(10)]
     probes.append(make_probe(tenant.id, targets.tcp_echo, protocol="tcp", interval_seconds=5, timeout_seconds=2,
-                             body="ping", expect="ping").id)
+                             spec={"body": "ping", "expect": "ping"}).id)
+    hold(probes)
     processes.worker("w1", *pool)
     _wait_for_worker(processes, "w1")
     _start_beat(processes)
@@ -160,6 +163,7 @@ def test_a_warm_shutdown_lets_the_probes_in_flight_finish_and_stores_them(
     tenant = make_tenant()
     probes = [make_probe(tenant.id, f"{targets.http_url}/slow?ms=3000", interval_seconds=30, timeout_seconds=5).id
               for _ in range(8)]
+    hold(probes)
     targets.reset()
     processes.worker("w1", *pool)
     _wait_for_worker(processes, "w1")

@@ -22,7 +22,7 @@ from app.extensions import db
 from app.models import ProbeResult, ProbeRunLoss
 from app.services import scheduling
 from tests.conftest import _migrated_app, make_probe, make_tenant, settings_with, wait_for
-from tests.pipeline import Processes, losses_by_reason, sweep_now, unaccounted_slots
+from tests.pipeline import DISPATCHING, Processes, hold, losses_by_reason, sweep_now, unaccounted_slots
 from tests.servers import PrivatePostgres, PrivateRedis, ServerUnavailable
 from tests.targets import LoopbackTargets
 
@@ -73,6 +73,7 @@ def _fleet(tenant_id: int, targets: LoopbackTargets) -> list[int]:
              for _ in range(8)]
     slow = [make_probe(tenant_id, f"{targets.http_url}/slow?ms=1500", interval_seconds=5, timeout_seconds=4).id
             for _ in range(8)]
+    hold(quick + slow)
     return quick + slow
 
 
@@ -104,7 +105,7 @@ def _start(processes: Processes) -> None:
     processes.worker("w1", "--pool=prefork", "--concurrency=1")
     wait_for(lambda: celery_utils.get_worker_stats()["total_workers"] >= 1, timeout=60, what="the worker")
     processes.beat()
-    wait_for(lambda: "beat: Starting" in processes.log("beat"), timeout=60, what="beat")
+    wait_for(lambda: DISPATCHING in processes.log("beat"), timeout=60, what="beat's first dispatch")
 
 
 def test_postgres_stopped_mid_run_loses_no_measured_result_and_probing_resumes(
@@ -156,7 +157,7 @@ def test_redis_restarted_mid_run_resumes_and_accounts_for_every_slot(
         processes.worker("w1", "--pool=prefork", "--concurrency=1")
         wait_for(lambda: "ready." in processes.log("w1"), timeout=60, what="the worker")
         processes.beat()
-        wait_for(lambda: "beat: Starting" in processes.log("beat"), timeout=60, what="beat")
+        wait_for(lambda: DISPATCHING in processes.log("beat"), timeout=60, what="beat's first dispatch")
         scheduling.restart(probes)
         since = scheduling.now_ms()
         wait_for(lambda: _stored(probes) >= len(probes), timeout=30, what="a first round of results")
@@ -184,6 +185,7 @@ def test_results_beyond_the_buffer_are_counted_as_unwritten_the_rest_are_stored(
     tenant = make_tenant()
     probes = [make_probe(tenant.id, f"{targets.http_url}/slow?ms=3000", interval_seconds=30, timeout_seconds=5).id
               for _ in range(8)]
+    hold(probes)
     env = {**os.environ, **PIPELINE_ENV, "ADMIN_MIT_DATABASE__URL": server.url,
            "ADMIN_MIT_PROBES__WRITE_BUFFER_MAX_ROWS": "3"}
     processes = Processes(env, tmp_path)

@@ -19,16 +19,18 @@ from typing import Any, Iterator
 import pytest
 
 from app.probes import (
-    PROBERS,
     PROTOCOLS,
+    REGISTRY,
     Conditions,
     ProbeOutcome,
     ProbeRun,
     ProbeSpec,
     ProbeStatus,
+    Protocol,
     UnknownProtocolError,
+    build_spec,
     evaluate,
-    get_prober,
+    get_protocol,
     new_event_loop,
     run_many,
     run_probe,
@@ -56,7 +58,7 @@ def localhost(url: str) -> str:
 
 
 def test_http_ok_reports_status_body_and_phases(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/ok"))
+    outcome = run(build_spec("http", targets.http_url + "/ok"))
 
     assert outcome.status is ProbeStatus.SUCCESS, outcome.error
     assert (outcome.status_code, outcome.body, outcome.bytes_read) == (200, "ok", 2)
@@ -70,7 +72,7 @@ def test_http_ok_reports_status_body_and_phases(targets: LoopbackTargets) -> Non
 
 def test_http_by_name_times_dns_and_keeps_host_header(targets: LoopbackTargets) -> None:
     url = localhost(targets.http_url) + "/echo"
-    outcome = run(ProbeSpec("http", url, method="POST", headers={"X-Probe": "1"}, body="payload"))
+    outcome = run(build_spec("http", url, method="POST", headers={"X-Probe": "1"}, body="payload"))
 
     assert outcome.status is ProbeStatus.SUCCESS, outcome.error
     assert outcome.timings.dns_ms is not None
@@ -82,14 +84,14 @@ def test_http_by_name_times_dns_and_keeps_host_header(targets: LoopbackTargets) 
 
 
 def test_http_connection_refused(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", f"http://127.0.0.1:{free_port()}/ok"))
+    outcome = run(build_spec("http", f"http://127.0.0.1:{free_port()}/ok"))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "connection refused"
 
 
 def test_http_no_answer_times_out(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/hang", timeout=SHORT))
+    outcome = run(build_spec("http", targets.http_url + "/hang", timeout=SHORT))
 
     assert outcome.status is ProbeStatus.TIMEOUT
     assert outcome.error == "no response within 0.5 s"
@@ -97,7 +99,7 @@ def test_http_no_answer_times_out(targets: LoopbackTargets) -> None:
 
 
 def test_http_error_status_fails_by_default(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/status/503"))
+    outcome = run(build_spec("http", targets.http_url + "/status/503"))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.status_code == 503
@@ -105,8 +107,8 @@ def test_http_error_status_fails_by_default(targets: LoopbackTargets) -> None:
 
 
 def test_http_expected_status(targets: LoopbackTargets) -> None:
-    expected_503 = run(ProbeSpec("http", targets.http_url + "/status/503"), {"expected_status": [503]})
-    wrong = run(ProbeSpec("http", targets.http_url + "/status/500"), {"expected_status": [200]})
+    expected_503 = run(build_spec("http", targets.http_url + "/status/503"), {"expected_status": [503]})
+    wrong = run(build_spec("http", targets.http_url + "/status/500"), {"expected_status": [200]})
 
     assert expected_503.status is ProbeStatus.SUCCESS
     assert wrong.status is ProbeStatus.FAILED
@@ -114,7 +116,7 @@ def test_http_expected_status(targets: LoopbackTargets) -> None:
 
 
 def test_body_contains(targets: LoopbackTargets) -> None:
-    spec = ProbeSpec("http", targets.http_url + "/ok")
+    spec = build_spec("http", targets.http_url + "/ok")
 
     assert run(spec, {"body_contains": "ok"}).status is ProbeStatus.SUCCESS
     missing = run(spec, {"body_contains": "hello"})
@@ -123,7 +125,7 @@ def test_body_contains(targets: LoopbackTargets) -> None:
 
 
 def test_body_regex(targets: LoopbackTargets) -> None:
-    spec = ProbeSpec("http", targets.http_url + "/json")
+    spec = build_spec("http", targets.http_url + "/json")
 
     assert run(spec, {"body_regex": r'"status":\s*"ok"'}).status is ProbeStatus.SUCCESS
     mismatch = run(spec, {"body_regex": r'"status":\s*"down"'})
@@ -143,21 +145,21 @@ def test_body_regex(targets: LoopbackTargets) -> None:
     ],
 )
 def test_json_path(targets: LoopbackTargets, path: str, equals: Any, error: str | None) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/json"), {"json_path": {"path": path, "equals": equals}})
+    outcome = run(build_spec("http", targets.http_url + "/json"), {"json_path": {"path": path, "equals": equals}})
 
     assert outcome.error == error
     assert outcome.status is (ProbeStatus.SUCCESS if error is None else ProbeStatus.FAILED)
 
 
 def test_json_path_on_a_non_json_body(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/ok"), {"json_path": {"path": "a", "equals": 1}})
+    outcome = run(build_spec("http", targets.http_url + "/ok"), {"json_path": {"path": "a", "equals": 1}})
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "body is not JSON"
 
 
 def test_max_response_time(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/slow?ms=300"), {"max_response_time_ms": 100})
+    outcome = run(build_spec("http", targets.http_url + "/slow?ms=300"), {"max_response_time_ms": 100})
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error.startswith("response time ")
@@ -166,7 +168,7 @@ def test_max_response_time(targets: LoopbackTargets) -> None:
 
 def test_several_failed_checks_are_all_reported(targets: LoopbackTargets) -> None:
     outcome = run(
-        ProbeSpec("http", targets.http_url + "/status/500"),
+        build_spec("http", targets.http_url + "/status/500"),
         {"expected_status": [200], "body_contains": "ok"},
     )
 
@@ -175,7 +177,7 @@ def test_several_failed_checks_are_all_reported(targets: LoopbackTargets) -> Non
 
 def test_redirect_followed(targets: LoopbackTargets) -> None:
     before = targets.hits("/json")
-    outcome = run(ProbeSpec("http", targets.http_url + "/redirect?to=/json"))
+    outcome = run(build_spec("http", targets.http_url + "/redirect?to=/json"))
 
     assert outcome.status is ProbeStatus.SUCCESS
     assert outcome.status_code == 200
@@ -185,7 +187,7 @@ def test_redirect_followed(targets: LoopbackTargets) -> None:
 
 def test_redirect_not_followed(targets: LoopbackTargets) -> None:
     before = targets.hits("/json")
-    outcome = run(ProbeSpec("http", targets.http_url + "/redirect?to=/json", follow_redirects=False))
+    outcome = run(build_spec("http", targets.http_url + "/redirect?to=/json", follow_redirects=False))
 
     assert outcome.status is ProbeStatus.SUCCESS  # 3xx is fine by default
     assert outcome.status_code == 302
@@ -194,21 +196,21 @@ def test_redirect_not_followed(targets: LoopbackTargets) -> None:
 
 
 def test_post_redirected_with_302_becomes_get(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/redirect?to=/echo", method="POST", body="x"))
+    outcome = run(build_spec("http", targets.http_url + "/redirect?to=/echo", method="POST", body="x"))
 
     echo = json.loads(outcome.body)
     assert (echo["method"], echo["body"]) == ("GET", "")
 
 
 def test_redirect_loop_fails(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/loop"))
+    outcome = run(build_spec("http", targets.http_url + "/loop"))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "more than 10 redirects"
 
 
 def test_body_read_is_capped(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/json", max_body_bytes=5))
+    outcome = run(build_spec("http", targets.http_url + "/json", max_body_bytes=5))
 
     assert outcome.status is ProbeStatus.SUCCESS
     assert (outcome.bytes_read, outcome.body) == (5, '{"sta')
@@ -216,15 +218,15 @@ def test_body_read_is_capped(targets: LoopbackTargets) -> None:
 
 
 def test_a_whole_body_is_not_marked_truncated(targets: LoopbackTargets) -> None:
-    exact = run(ProbeSpec("http", targets.http_url + "/ok", max_body_bytes=2))
-    gzip_exact = run(ProbeSpec("http", targets.http_url + "/gzip", max_body_bytes=33))
+    exact = run(build_spec("http", targets.http_url + "/ok", max_body_bytes=2))
+    gzip_exact = run(build_spec("http", targets.http_url + "/gzip", max_body_bytes=33))
 
     assert (exact.body, exact.body_truncated) == ("ok", None)
     assert (gzip_exact.bytes_read, gzip_exact.body_truncated) == (33, None)
 
 
 def test_a_body_check_on_a_cut_body_says_it_was_cut(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/json", max_body_bytes=5), {"body_contains": "items"})
+    outcome = run(build_spec("http", targets.http_url + "/json", max_body_bytes=5), {"body_contains": "items"})
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "body does not contain “items” (body cut at 5 bytes)"
@@ -232,7 +234,7 @@ def test_a_body_check_on_a_cut_body_says_it_was_cut(targets: LoopbackTargets) ->
 
 @pytest.mark.parametrize("path", ["/gzip", "/deflate", "/chunked", "/until-close", "/early-hints"])
 def test_compressed_and_differently_framed_bodies_are_read_whole(targets: LoopbackTargets, path: str) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + path))
+    outcome = run(build_spec("http", targets.http_url + path))
 
     assert outcome.status is ProbeStatus.SUCCESS, outcome.error
     assert outcome.status_code == 200
@@ -245,15 +247,15 @@ def test_compressed_and_differently_framed_bodies_are_read_whole(targets: Loopba
 
 
 def test_head_request_ends_with_the_headers(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/ok", method="HEAD", timeout=5))
+    outcome = run(build_spec("http", targets.http_url + "/ok", method="HEAD", timeout=5))
 
     assert outcome.status is ProbeStatus.SUCCESS, outcome.error
     assert (outcome.body, outcome.headers["content-length"]) == ("", "2")
 
 
 def test_expect_on_http_is_a_body_check(targets: LoopbackTargets) -> None:
-    found = run(ProbeSpec("http", targets.http_url + "/json", expect='"status": "ok"'))
-    missing = run(ProbeSpec("http", targets.http_url + "/json", expect="down"))
+    found = run(build_spec("http", targets.http_url + "/json", expect='"status": "ok"'))
+    missing = run(build_spec("http", targets.http_url + "/json", expect="down"))
 
     assert found.status is ProbeStatus.SUCCESS, found.error
     assert missing.status is ProbeStatus.FAILED
@@ -262,7 +264,7 @@ def test_expect_on_http_is_a_body_check(targets: LoopbackTargets) -> None:
 
 
 def test_a_body_that_stops_coming_times_out_with_its_status(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/slow-body", timeout=SHORT))
+    outcome = run(build_spec("http", targets.http_url + "/slow-body", timeout=SHORT))
 
     assert outcome.status is ProbeStatus.TIMEOUT
     assert outcome.status_code == 200
@@ -275,7 +277,7 @@ def test_dns_failure_is_an_error(targets: LoopbackTargets, monkeypatch: pytest.M
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_such_host)  # no real DNS query leaves the machine
-    outcome = run(ProbeSpec("http", "http://nowhere.example/"))
+    outcome = run(build_spec("http", "http://nowhere.example/"))
 
     assert outcome.status is ProbeStatus.ERROR
     assert outcome.error == "could not resolve host nowhere.example: Name or service not known"
@@ -314,7 +316,7 @@ def test_a_hostile_server_costs_a_probe_little_memory(
     targets: LoopbackTargets, path: str, status: ProbeStatus, message: str | re.Pattern[str] | None
 ) -> None:
     gzip_bomb()  # built once, before measuring: it is the server's memory, not the probe's
-    outcome, peak = asyncio.run(_with_peak_memory(run_probe(ProbeSpec("http", targets.http_url + path, timeout=10))))
+    outcome, peak = asyncio.run(_with_peak_memory(run_probe(build_spec("http", targets.http_url + path, timeout=10))))
 
     assert outcome.status is status, outcome.error
     if isinstance(message, re.Pattern):
@@ -326,7 +328,7 @@ def test_a_hostile_server_costs_a_probe_little_memory(
 
 def test_a_gzip_bomb_is_cut_after_decompression(targets: LoopbackTargets) -> None:
     wire = len(gzip_bomb())
-    outcome = run(ProbeSpec("http", targets.http_url + "/gzip-bomb"))
+    outcome = run(build_spec("http", targets.http_url + "/gzip-bomb"))
 
     assert wire < 600_000 and BOMB_INFLATED >= 500 << 20  # half a megabyte that inflates to 512 MiB
     assert outcome.status is ProbeStatus.SUCCESS
@@ -335,7 +337,7 @@ def test_a_gzip_bomb_is_cut_after_decompression(targets: LoopbackTargets) -> Non
 
 
 def test_an_endless_body_is_cut_at_the_limit(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("http", targets.http_url + "/endless-body", max_body_bytes=100_000))
+    outcome = run(build_spec("http", targets.http_url + "/endless-body", max_body_bytes=100_000))
 
     assert outcome.status is ProbeStatus.SUCCESS
     assert (outcome.bytes_read, outcome.body_truncated) == (100_000, "body cut at 97.7 KiB")
@@ -346,12 +348,12 @@ def test_hostile_targets_do_not_hold_up_a_healthy_probe_beside_them(targets: Loo
     gzip_bomb()
 
     async def scenario() -> tuple[list[ProbeOutcome], list[ProbeOutcome], ProbeOutcome]:
-        bad = [asyncio.create_task(run_probe(ProbeSpec("http", targets.http_url + p))) for p in hostile * 4]
+        bad = [asyncio.create_task(run_probe(build_spec("http", targets.http_url + p))) for p in hostile * 4]
         # A pattern that backtracks for ever on the endless body: evaluated under a time limit.
         regex_bomb = asyncio.create_task(
-            run_probe(ProbeSpec("http", targets.http_url + "/endless-body"), Conditions(body_regex=r"(x+x+)+y"))
+            run_probe(build_spec("http", targets.http_url + "/endless-body"), Conditions(body_regex=r"(x+x+)+y"))
         )
-        healthy = [await run_probe(ProbeSpec("http", targets.http_url + "/ok")) for _ in range(5)]
+        healthy = [await run_probe(build_spec("http", targets.http_url + "/ok")) for _ in range(5)]
         return list(await asyncio.gather(*bad)), healthy, await regex_bomb
 
     bad, healthy, regex_bomb = asyncio.run(scenario())
@@ -378,11 +380,11 @@ def test_url_credentials_are_sent_as_basic_auth_and_never_logged(
     host = targets.http_url.removeprefix("http://")
     ws_host = targets.ws_url.removeprefix("ws://")
     with caplog.at_level(logging.DEBUG):
-        ok = run(ProbeSpec("http", f"http://probe:{PASSWORD}@{host}/echo?token={TOKEN}"))
-        ws = run(ProbeSpec("websocket", f"ws://probe:{PASSWORD}@{ws_host}?token={TOKEN}", body="x", expect="x"))
-        refused = run(ProbeSpec("http", f"http://probe:{PASSWORD}@127.0.0.1:{free_port()}/?token={TOKEN}"))
+        ok = run(build_spec("http", f"http://probe:{PASSWORD}@{host}/echo?token={TOKEN}"))
+        ws = run(build_spec("websocket", f"ws://probe:{PASSWORD}@{ws_host}?token={TOKEN}", body="x", expect="x"))
+        refused = run(build_spec("http", f"http://probe:{PASSWORD}@127.0.0.1:{free_port()}/?token={TOKEN}"))
         redirect = f"ftp://probe:{PASSWORD}@files.invalid/x?token={TOKEN}"
-        unfollowable = run(ProbeSpec("http", f"http://probe:{PASSWORD}@{host}/redirect?to={redirect}"))
+        unfollowable = run(build_spec("http", f"http://probe:{PASSWORD}@{host}/redirect?to={redirect}"))
 
     assert ok.status is ProbeStatus.SUCCESS, ok.error
     sent = json.loads(ok.body)["headers"]["Authorization"]
@@ -403,9 +405,9 @@ def test_a_crash_never_reports_or_logs_the_urls_password(
     async def leaky(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
         raise RuntimeError(f"could not handle {spec.target}")
 
-    monkeypatch.setitem(PROBERS, "http", leaky)
+    monkeypatch.setitem(REGISTRY, "http", Protocol(REGISTRY["http"].spec, leaky))
     with caplog.at_level(logging.DEBUG):
-        outcome = run(ProbeSpec("http", f"http://probe:{PASSWORD}@example.invalid/?api_key={TOKEN}"))
+        outcome = run(build_spec("http", f"http://probe:{PASSWORD}@example.invalid/?api_key={TOKEN}"))
 
     assert outcome.status is ProbeStatus.ERROR
     assert outcome.error == "the probe failed unexpectedly: could not handle http://probe:***@example.invalid/?api_key=***"
@@ -414,7 +416,7 @@ def test_a_crash_never_reports_or_logs_the_urls_password(
 
 
 def test_a_spec_shows_no_secrets_when_printed() -> None:
-    spec = ProbeSpec("http", f"http://probe:{PASSWORD}@example.invalid/?token={TOKEN}", headers={"X-Api-Key": TOKEN})
+    spec = build_spec("http", f"http://probe:{PASSWORD}@example.invalid/?token={TOKEN}", headers={"X-Api-Key": TOKEN})
 
     assert PASSWORD not in repr(spec) and TOKEN not in repr(spec)
     assert "example.invalid" in repr(spec) and "X-Api-Key" in repr(spec)
@@ -424,7 +426,7 @@ def test_a_spec_shows_no_secrets_when_printed() -> None:
 
 
 def test_https_self_signed_with_verification_is_an_error(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("https", targets.https_url + "/ok"))
+    outcome = run(build_spec("https", targets.https_url + "/ok"))
 
     assert outcome.status is ProbeStatus.ERROR
     assert outcome.error == "certificate not trusted: self-signed certificate"
@@ -432,7 +434,7 @@ def test_https_self_signed_with_verification_is_an_error(targets: LoopbackTarget
 
 
 def test_https_without_verification_succeeds_with_all_phases(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("https", localhost(targets.https_url) + "/ok", verify_tls=False))
+    outcome = run(build_spec("https", localhost(targets.https_url) + "/ok", verify_tls=False))
 
     assert outcome.status is ProbeStatus.SUCCESS, outcome.error
     assert outcome.body == "ok"
@@ -442,7 +444,7 @@ def test_https_without_verification_succeeds_with_all_phases(targets: LoopbackTa
 
 
 def test_min_cert_days(targets: LoopbackTargets) -> None:
-    spec = ProbeSpec("https", targets.https_url + "/ok", verify_tls=False)
+    spec = build_spec("https", targets.https_url + "/ok", verify_tls=False)
 
     assert run(spec, {"min_cert_days": 14}).status is ProbeStatus.SUCCESS  # 30-day certificate
     too_few = run(spec, {"min_cert_days": 60})
@@ -453,7 +455,7 @@ def test_min_cert_days(targets: LoopbackTargets) -> None:
 def test_min_cert_days_with_a_short_lived_certificate() -> None:
     with LoopbackTargets(cert_days=3) as short_lived:
         outcome = run(
-            ProbeSpec("https", short_lived.https_url + "/ok", verify_tls=False), {"min_cert_days": 14}
+            build_spec("https", short_lived.https_url + "/ok", verify_tls=False), {"min_cert_days": 14}
         )
 
     assert outcome.cert_expires_at == short_lived.cert_not_after
@@ -481,10 +483,10 @@ def test_an_expired_certificate_is_reported_as_expired_with_verification(
 ) -> None:
     with LoopbackTargets(signed_by_ca=True) as valid, LoopbackTargets(cert_days=-2, signed_by_ca=True) as expired:
         trust(valid.ca_path)
-        control = run(ProbeSpec("https", localhost(valid.https_url) + "/ok"))
+        control = run(build_spec("https", localhost(valid.https_url) + "/ok"))
         trust(expired.ca_path)
-        https = run(ProbeSpec("https", localhost(expired.https_url) + "/ok"))
-        wss = run(ProbeSpec("websocket", localhost(expired.wss_url)))
+        https = run(build_spec("https", localhost(expired.https_url) + "/ok"))
+        wss = run(build_spec("websocket", localhost(expired.wss_url)))
 
     assert control.status is ProbeStatus.SUCCESS, control.error  # the CA is trusted: only the date is wrong
     for outcome in (https, wss):
@@ -495,8 +497,8 @@ def test_an_expired_certificate_is_reported_as_expired_with_verification(
 
 def test_an_expired_certificate_fails_without_verification_too() -> None:
     with LoopbackTargets(cert_days=-2) as expired:
-        https = run(ProbeSpec("https", expired.https_url + "/ok", verify_tls=False))
-        wss = run(ProbeSpec("websocket", expired.wss_url, verify_tls=False))
+        https = run(build_spec("https", expired.https_url + "/ok", verify_tls=False))
+        wss = run(build_spec("websocket", expired.wss_url, verify_tls=False))
         before = expired.hits("/ok")
 
     for outcome in (https, wss):
@@ -522,7 +524,7 @@ def test_min_cert_days_on_an_expired_certificate_never_says_minus_days() -> None
 
 
 def test_websocket_echo(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("websocket", targets.ws_url, body="hello", expect="hell"))
+    outcome = run(build_spec("websocket", targets.ws_url, body="hello", expect="hell"))
 
     assert outcome.status is ProbeStatus.SUCCESS, outcome.error
     assert (outcome.body, outcome.bytes_read) == ("hello", 5)
@@ -532,7 +534,7 @@ def test_websocket_echo(targets: LoopbackTargets) -> None:
 
 
 def test_websocket_connect_only(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("websocket", targets.ws_url))
+    outcome = run(build_spec("websocket", targets.ws_url))
 
     assert outcome.status is ProbeStatus.SUCCESS
     assert outcome.body is None
@@ -540,8 +542,8 @@ def test_websocket_connect_only(targets: LoopbackTargets) -> None:
 
 
 def test_wss_verification(targets: LoopbackTargets) -> None:
-    trusted = run(ProbeSpec("websocket", targets.wss_url))
-    untrusted_ok = run(ProbeSpec("websocket", localhost(targets.wss_url), verify_tls=False, body="x", expect="x"))
+    trusted = run(build_spec("websocket", targets.wss_url))
+    untrusted_ok = run(build_spec("websocket", localhost(targets.wss_url), verify_tls=False, body="x", expect="x"))
 
     assert trusted.status is ProbeStatus.ERROR
     assert trusted.error == "certificate not trusted: self-signed certificate"
@@ -551,7 +553,7 @@ def test_wss_verification(targets: LoopbackTargets) -> None:
 
 
 def test_websocket_handshake_rejected(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("websocket", targets.ws_reject_url))
+    outcome = run(build_spec("websocket", targets.ws_reject_url))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.status_code == 403
@@ -559,21 +561,21 @@ def test_websocket_handshake_rejected(targets: LoopbackTargets) -> None:
 
 
 def test_websocket_refused() -> None:
-    outcome = run(ProbeSpec("websocket", f"ws://127.0.0.1:{free_port()}/"))
+    outcome = run(build_spec("websocket", f"ws://127.0.0.1:{free_port()}/"))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "connection refused"
 
 
 def test_websocket_expected_message_never_comes(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("websocket", targets.ws_url, expect="bye", timeout=SHORT))
+    outcome = run(build_spec("websocket", targets.ws_url, expect="bye", timeout=SHORT))
 
     assert outcome.status is ProbeStatus.TIMEOUT
     assert outcome.error == "expected “bye” not received within 0.5 s"
 
 
 def test_websocket_other_message_than_expected(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("websocket", targets.ws_url, body="hello", expect="bye", timeout=SHORT))
+    outcome = run(build_spec("websocket", targets.ws_url, body="hello", expect="bye", timeout=SHORT))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "expected “bye” not received (got “hello”)"
@@ -583,7 +585,7 @@ def test_websocket_other_message_than_expected(targets: LoopbackTargets) -> None
 
 
 def test_tcp_banner_expected(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("tcp", targets.tcp_banner, expect="READY"))
+    outcome = run(build_spec("tcp", targets.tcp_banner, expect="READY"))
 
     assert outcome.status is ProbeStatus.SUCCESS, outcome.error
     assert outcome.body == "READY\n"
@@ -592,14 +594,14 @@ def test_tcp_banner_expected(targets: LoopbackTargets) -> None:
 
 
 def test_tcp_echo_with_payload(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("tcp", targets.tcp_echo, body="ping\n", expect="ping"))
+    outcome = run(build_spec("tcp", targets.tcp_echo, body="ping\n", expect="ping"))
 
     assert outcome.status is ProbeStatus.SUCCESS, outcome.error
     assert outcome.body == "ping\n"
 
 
 def test_tcp_connect_only(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("tcp", localhost(targets.tcp_silent)))
+    outcome = run(build_spec("tcp", localhost(targets.tcp_silent)))
 
     assert outcome.status is ProbeStatus.SUCCESS
     assert outcome.timings.dns_ms is not None
@@ -608,24 +610,24 @@ def test_tcp_connect_only(targets: LoopbackTargets) -> None:
 
 
 def test_tcp_silent_server_times_out(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("tcp", targets.tcp_silent, expect="READY", timeout=SHORT))
+    outcome = run(build_spec("tcp", targets.tcp_silent, expect="READY", timeout=SHORT))
 
     assert outcome.status is ProbeStatus.TIMEOUT
     assert outcome.error == "expected “READY” not received within 0.5 s"
 
 
 def test_tcp_wrong_banner_fails(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("tcp", targets.tcp_banner, expect="220 ", timeout=SHORT))
+    outcome = run(build_spec("tcp", targets.tcp_banner, expect="220 ", timeout=SHORT))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "expected “220 ” not received (got “READY\\n”)"
 
 
 def test_tcp_payload_and_expect_keep_their_whitespace(targets: LoopbackTargets) -> None:
-    pong = run(ProbeSpec("tcp", targets.tcp_resp, body="PING\r\n", expect="+PONG"))
-    pong_line = run(ProbeSpec("tcp", targets.tcp_resp, body="PING\r\n", expect="+PONG\r\n"))
-    no_line_end = run(ProbeSpec("tcp", targets.tcp_resp, body="PING", expect="+PONG", timeout=SHORT))
-    wrong = run(ProbeSpec("tcp", targets.tcp_resp, body="HELLO\r\n", expect="+PONG", timeout=SHORT))
+    pong = run(build_spec("tcp", targets.tcp_resp, body="PING\r\n", expect="+PONG"))
+    pong_line = run(build_spec("tcp", targets.tcp_resp, body="PING\r\n", expect="+PONG\r\n"))
+    no_line_end = run(build_spec("tcp", targets.tcp_resp, body="PING", expect="+PONG", timeout=SHORT))
+    wrong = run(build_spec("tcp", targets.tcp_resp, body="HELLO\r\n", expect="+PONG", timeout=SHORT))
 
     assert pong.status is ProbeStatus.SUCCESS, pong.error
     assert pong.body == "+PONG\r\n"
@@ -638,14 +640,14 @@ def test_tcp_payload_and_expect_keep_their_whitespace(targets: LoopbackTargets) 
 
 
 def test_tcp_reply_that_ends_without_the_expected_text(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("tcp", targets.tcp_banner, expect="220 ", max_body_bytes=3))
+    outcome = run(build_spec("tcp", targets.tcp_banner, expect="220 ", max_body_bytes=3))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "expected “220 ” not received (got “REA”)"
 
 
 def test_tcp_refused() -> None:
-    outcome = run(ProbeSpec("tcp", f"127.0.0.1:{free_port()}"))
+    outcome = run(build_spec("tcp", f"127.0.0.1:{free_port()}"))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "connection refused"
@@ -655,7 +657,7 @@ def test_tcp_refused() -> None:
 
 
 def test_udp_echo(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("udp", targets.udp_echo, body="ping", expect="ping"))
+    outcome = run(build_spec("udp", targets.udp_echo, body="ping", expect="ping"))
 
     assert outcome.status is ProbeStatus.SUCCESS, outcome.error
     assert (outcome.body, outcome.bytes_read) == ("ping", 4)
@@ -663,21 +665,21 @@ def test_udp_echo(targets: LoopbackTargets) -> None:
 
 
 def test_udp_reply_without_expected_text(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("udp", targets.udp_echo, body="ping", expect="pong"))
+    outcome = run(build_spec("udp", targets.udp_echo, body="ping", expect="pong"))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "expected “pong” not received (got “ping”)"
 
 
 def test_udp_silent_times_out(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("udp", targets.udp_silent, timeout=SHORT))
+    outcome = run(build_spec("udp", targets.udp_silent, timeout=SHORT))
 
     assert outcome.status is ProbeStatus.TIMEOUT
     assert outcome.error == "no response within 0.5 s"
 
 
 def test_udp_port_unreachable() -> None:
-    outcome = run(ProbeSpec("udp", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", timeout=5))
+    outcome = run(build_spec("udp", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", timeout=5))
 
     assert outcome.status is ProbeStatus.FAILED
     assert outcome.error == "port unreachable"
@@ -691,25 +693,24 @@ _NOT_FOR_A_PERSON = re.compile(r"'|\[Errno|\[SSL|_ssl\.c|\b[A-Z][a-z]+(Error|Exc
 def test_error_messages_read_as_sentences_without_python_reprs(targets: LoopbackTargets) -> None:
     http_host, https_host = targets.http_url.removeprefix("http://"), targets.https_url.removeprefix("https://")
     specs = [
-        ProbeSpec("https", f"https://{http_host}/ok"),  # TLS to a plain HTTP port
-        ProbeSpec("http", f"http://{https_host}/ok", timeout=2),  # plain HTTP to a TLS port
-        ProbeSpec("https", localhost(targets.https_url) + "/ok"),
-        ProbeSpec("websocket", targets.ws_reject_url),
-        ProbeSpec("websocket", f"ws://{http_host}/redirect"),
-        ProbeSpec("websocket", targets.wss_url.replace("wss://", "ws://"), timeout=2),
-        ProbeSpec("websocket", "ws://"),
-        ProbeSpec("http", "http://exa%mple/"),
-        ProbeSpec("http", targets.http_url + "/ok", headers={"Bad Name": "x"}),
-        ProbeSpec("http", targets.http_url + "/redirect?to=http://[::zz]/"),
-        ProbeSpec("http", targets.http_url + "/hang", timeout=SHORT),
-        ProbeSpec("http", targets.http_url + "/gzip-bomb", expect="never"),
-        ProbeSpec("tcp", "no-port"),
-        ProbeSpec("tcp", targets.tcp_banner, expect="x", max_body_bytes=2),
-        ProbeSpec("tcp", f"127.0.0.1:{free_port()}"),
-        ProbeSpec("udp", targets.udp_silent, timeout=SHORT),
-        ProbeSpec("udp", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", timeout=5),
-        ProbeSpec("websocket", targets.ws_url, body="a", expect="zzz", max_body_bytes=3, timeout=2),
-        ProbeSpec("gopher", "x:1"),
+        build_spec("https", f"https://{http_host}/ok"),  # TLS to a plain HTTP port
+        build_spec("http", f"http://{https_host}/ok", timeout=2),  # plain HTTP to a TLS port
+        build_spec("https", localhost(targets.https_url) + "/ok"),
+        build_spec("websocket", targets.ws_reject_url),
+        build_spec("websocket", f"ws://{http_host}/redirect"),
+        build_spec("websocket", targets.wss_url.replace("wss://", "ws://"), timeout=2),
+        build_spec("websocket", "ws://"),
+        build_spec("http", "http://exa%mple/"),
+        build_spec("http", targets.http_url + "/redirect?to=http://[::zz]/"),
+        build_spec("http", targets.http_url + "/hang", timeout=SHORT),
+        build_spec("http", targets.http_url + "/gzip-bomb", expect="never"),
+        build_spec("tcp", "no-port"),
+        build_spec("tcp", targets.tcp_banner, expect="x", max_body_bytes=2),
+        build_spec("tcp", f"127.0.0.1:{free_port()}"),
+        build_spec("udp", targets.udp_silent, timeout=SHORT),
+        build_spec("udp", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", timeout=5),
+        build_spec("websocket", targets.ws_url, body="a", expect="zzz", max_body_bytes=3, timeout=2),
+        ProbeSpec(protocol="gopher", target="x:1"),
     ]
 
     async def scenario() -> list[ProbeOutcome]:
@@ -722,7 +723,7 @@ def test_error_messages_read_as_sentences_without_python_reprs(targets: Loopback
 
 
 def test_tls_spoken_to_a_plain_port_says_so(targets: LoopbackTargets) -> None:
-    outcome = run(ProbeSpec("https", targets.http_url.replace("http://", "https://") + "/ok"))
+    outcome = run(build_spec("https", targets.http_url.replace("http://", "https://") + "/ok"))
 
     assert outcome.status is ProbeStatus.ERROR
     assert outcome.error == "TLS handshake failed: wrong version number"
@@ -733,11 +734,11 @@ def test_tls_spoken_to_a_plain_port_says_so(targets: LoopbackTargets) -> None:
 
 def test_every_protocol_on_the_engines_own_loop(targets: LoopbackTargets) -> None:
     specs = [
-        ProbeSpec("http", localhost(targets.http_url) + "/gzip"),
-        ProbeSpec("https", localhost(targets.https_url) + "/chunked", verify_tls=False),
-        ProbeSpec("websocket", targets.wss_url, body="hi", expect="hi", verify_tls=False),
-        ProbeSpec("tcp", targets.tcp_resp, body="PING\r\n", expect="+PONG"),
-        ProbeSpec("udp", targets.udp_echo, body="u", expect="u"),
+        build_spec("http", localhost(targets.http_url) + "/gzip"),
+        build_spec("https", localhost(targets.https_url) + "/chunked", verify_tls=False),
+        build_spec("websocket", targets.wss_url, body="hi", expect="hi", verify_tls=False),
+        build_spec("tcp", targets.tcp_resp, body="PING\r\n", expect="+PONG"),
+        build_spec("udp", targets.udp_echo, body="u", expect="u"),
     ]
 
     async def scenario() -> list[ProbeOutcome]:
@@ -845,20 +846,22 @@ def test_conditions_leave_unsuccessful_outcomes_alone() -> None:
 
 
 def test_registry_and_unknown_protocol() -> None:
-    assert set(PROBERS) == set(PROTOCOLS) == {"http", "https", "websocket", "tcp", "udp"}
+    assert set(REGISTRY) == set(PROTOCOLS) >= {"http", "https", "websocket", "tcp", "udp", "dns", "icmp"}
     with pytest.raises(UnknownProtocolError) as error:
-        get_prober("gopher")
-    assert str(error.value) == "unknown protocol “gopher”; expected one of: http, https, websocket, tcp, udp"
+        get_protocol("gopher")
+    assert str(error.value) == f"unknown protocol “gopher”; expected one of: {', '.join(PROTOCOLS)}"
     with pytest.raises(UnknownProtocolError):
         validate_target("gopher", "x:1")
+    with pytest.raises(UnknownProtocolError):
+        build_spec("gopher", "x:1")
 
-    outcome = run(ProbeSpec("gopher", "x:1"))
+    outcome = run(ProbeSpec(protocol="gopher", target="x:1"))
     assert outcome.status is ProbeStatus.ERROR
     assert outcome.error.startswith("unknown protocol “gopher”")
 
 
 def _swap_prober(monkeypatch: pytest.MonkeyPatch, prober: Callable[[ProbeSpec, ProbeRun], Any]) -> None:
-    monkeypatch.setitem(PROBERS, "tcp", prober)
+    monkeypatch.setitem(REGISTRY, "tcp", Protocol(REGISTRY["tcp"].spec, prober))
 
 
 def test_run_probe_turns_a_crash_into_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -866,7 +869,7 @@ def test_run_probe_turns_a_crash_into_an_error(monkeypatch: pytest.MonkeyPatch) 
         raise RuntimeError("prober bug")
 
     _swap_prober(monkeypatch, crashing)
-    outcome = run(ProbeSpec("tcp", "127.0.0.1:1"))
+    outcome = run(build_spec("tcp", "127.0.0.1:1"))
 
     assert outcome.status is ProbeStatus.ERROR
     assert outcome.error == "the probe failed unexpectedly: prober bug"
@@ -878,7 +881,7 @@ def test_run_probe_stops_a_prober_that_overruns(monkeypatch: pytest.MonkeyPatch)
         raise AssertionError("unreachable")
 
     _swap_prober(monkeypatch, hanging)
-    outcome = run(ProbeSpec("tcp", "127.0.0.1:1", timeout=0.2))
+    outcome = run(build_spec("tcp", "127.0.0.1:1", timeout=0.2))
 
     assert outcome.status is ProbeStatus.TIMEOUT
     assert outcome.error == "no response within 0.2 s"
@@ -886,11 +889,11 @@ def test_run_probe_stops_a_prober_that_overruns(monkeypatch: pytest.MonkeyPatch)
 
 def test_run_many_keeps_input_order(targets: LoopbackTargets) -> None:
     specs = [
-        (ProbeSpec("http", targets.http_url + "/slow?ms=200"), None),
-        (ProbeSpec("udp", targets.udp_echo, body="u"), None),
-        (ProbeSpec("http", targets.http_url + "/status/500"), None),
-        (ProbeSpec("tcp", targets.tcp_banner, expect="READY"), Conditions(body_contains="nope")),
-        (ProbeSpec("websocket", targets.ws_url), None),
+        (build_spec("http", targets.http_url + "/slow?ms=200"), None),
+        (build_spec("udp", targets.udp_echo, body="u"), None),
+        (build_spec("http", targets.http_url + "/status/500"), None),
+        (build_spec("tcp", targets.tcp_banner, expect="READY"), Conditions(body_contains="nope")),
+        (build_spec("websocket", targets.ws_url), None),
     ]
     outcomes = asyncio.run(run_many(specs, concurrency=5))
 
@@ -913,7 +916,7 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def test_run_many_bounds_concurrency(targets: LoopbackTargets) -> None:
     targets.reset()
-    specs = [(ProbeSpec("http", targets.http_url + "/hold"), None) for _ in range(5)]
+    specs = [(build_spec("http", targets.http_url + "/hold"), None) for _ in range(5)]
 
     async def scenario() -> tuple[int, list[ProbeOutcome]]:
         batch = asyncio.create_task(run_many(specs, concurrency=2))
@@ -949,7 +952,8 @@ def test_targets_stop_while_clients_hold_connections() -> None:
 
 
 def test_probe_package_imports_only_its_allowed_dependencies() -> None:
-    allowed = set(sys.stdlib_module_names) | {"httptools", "uvloop", "regex", "websockets", "cryptography", "pydantic"}
+    allowed = set(sys.stdlib_module_names) | {"httptools", "uvloop", "regex", "websockets", "cryptography", "pydantic",
+               "dns", "icmplib"}
     package = Path(__file__).resolve().parent.parent / "app" / "probes"
     for source in package.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):

@@ -66,7 +66,7 @@ class TestListResults:
             "created_at": at(5), "status": "failed", "response_time_ms": 812.5, "status_code": 503,
             "error": "expected status 200, got 503", "dns_ms": 1.5, "connect_ms": 2.25, "tls_ms": 30.0,
             "processing_ms": 700.0, "transfer_ms": 78.75, "cert_expires_at": at(60 * 24 * 90), "bytes_read": 1234,
-            "scheduled_for": at(4.99), "started_at": at(4.995),
+            "details": {"answers": ["10.0.0.1"]}, "scheduled_for": at(4.99), "started_at": at(4.995),
         })
 
         [item] = list_results(probe.tenant_id, probe.id).items
@@ -76,7 +76,8 @@ class TestListResults:
             "status": "failed", "response_time_ms": 812.5, "status_code": 503,
             "error": "expected status 200, got 503", "dns_ms": 1.5, "connect_ms": 2.25, "tls_ms": 30.0,
             "processing_ms": 700.0, "transfer_ms": 78.75, "cert_expires_at": at(60 * 24 * 90), "bytes_read": 1234,
-            "scheduled_for": at(4.99), "started_at": at(4.995), "created_at": at(5),
+            "details": {"answers": ["10.0.0.1"]}, "scheduled_for": at(4.99), "started_at": at(4.995),
+            "created_at": at(5),
         }
         assert all(item[name].tzinfo is not None
                    for name in ("created_at", "started_at", "scheduled_for", "cert_expires_at"))

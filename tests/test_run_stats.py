@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flask import Flask
 
 from app.celery_app import celery_init_app
 from app.core.config import PROJECT_ROOT

@@ -35,7 +35,9 @@ class TestProbeValidation:
         ({"conditions": {"expected_status": [700]}}, "expected_status"),
         ({"conditions": {"body_regex": "("}}, "body_regex"),
         ({"conditions": {"colour": "red"}}, "colour"),
-        ({"method": "BREW"}, "method: unknown HTTP method 'BREW'"),
+        ({"spec": {"method": "BREW"}}, "spec.method: unknown HTTP method 'BREW'"),
+        ({"method": "GET"}, "method: belongs in spec"),
+        ({"protocol": "tcp", "target": "127.0.0.1:1", "spec": {"method": "GET"}}, "spec.method: unknown field"),
         ({"surprise": 1}, "surprise: unknown field"),
     ])
     def test_bad_probe_is_refused_with_the_field_named_and_nothing_stored(

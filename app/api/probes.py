@@ -17,17 +17,21 @@ from app.probes import PROTOCOLS
 from app.services import probe_runs, probes, status_cache
 from app.services.errors import NotFoundError
 
-blueprint = api_blueprint("probes", "Network probes: HTTP/HTTPS, WebSocket, TCP and UDP checks.")
+blueprint = api_blueprint("probes", f"Network probes: {', '.join(PROTOCOLS)} checks.")
 
 ProbeCreate = probes.ProbeInput
 
-# Every field optional, same constraints; omitted fields keep their value. The merged
-# probe is validated again by the service (protocol, target, timeout below interval).
+# Every field optional, same constraints; omitted fields keep their value. ``spec`` names only
+# the fields that change; the merged probe is validated again by the service (its protocol's
+# spec, target, timeout below interval).
 ProbeUpdate = create_model(  # type: ignore[call-overload]
     "ProbeUpdate",
     __config__=ConfigDict(extra="forbid", str_strip_whitespace=True),
     **{name: (info.annotation, FieldInfo.merge_field_infos(info, default=None, default_factory=None))
-       for name, info in probes.ProbeInput.model_fields.items()},
+       for name, info in probes.ProbeInput.model_fields.items() if name != "spec"},
+    spec=(dict[str, Any] | None, Field(None, description=(
+        "The spec fields to change (the others keep their value); with a new protocol, that protocol's spec. "
+        "Send a masked value (`********`) back to keep it."))),
 )
 
 StatusName = Literal["success", "failed", "timeout", "error"]
@@ -60,13 +64,9 @@ class ProbeOut(BaseModel):
     name: str
     protocol: str
     target: str
-    method: str
-    headers: dict[str, str] = Field(description="Values of credential headers (Authorization, Cookie, "
-                                               "*token*, *key* …) read `********`; send that back to keep them.")
-    body: str | None
-    expect: str | None
-    verify_tls: bool
-    follow_redirects: bool
+    spec: dict[str, Any] = Field(description=(
+        "The protocol's own fields. Credentials (values of headers named like Authorization, Cookie, "
+        "*token*, *key* …, or listed in `secret_headers`) read `********`; send that back to keep them."))
     timeout_seconds: float
     interval_seconds: int
     enabled: bool
@@ -113,7 +113,7 @@ def _out(probe: Probe, latest: dict[str, Any] | None) -> dict[str, Any]:
     data["next_run_at"] = (datetime.fromtimestamp(probe.next_run_at / 1000, timezone.utc)
                            if probe.next_run_at is not None else None)
     data["latest"] = latest
-    data["headers"] = probes.masked_headers(probe.headers)
+    data["spec"] = probes.shown_spec(probe)
     return ProbeOut.model_validate(data).model_dump(mode="json")
 
 

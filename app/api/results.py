@@ -68,6 +68,8 @@ class ResultOut(BaseModel):
     transfer_ms: float | None
     cert_expires_at: datetime | None
     bytes_read: int
+    details: dict[str, Any] | None = Field(
+        None, description="What the protocol measured beyond these fields: DNS answers, ICMP loss and round trips.")
     scheduled_for: datetime | None
     started_at: datetime
     created_at: datetime

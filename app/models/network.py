@@ -25,6 +25,9 @@ class ProbeGroup(Base):
 class Probe(Base):
     """What to check, how, and how often.
 
+    ``spec`` holds the fields of the probe's protocol only (the spec model its prober
+    module defines, e.g. an HTTP probe's method and headers); the columns hold what every
+    protocol shares.
     ``next_run_at`` is the next due slot in epoch milliseconds (integers keep the
     scheduler's compare-and-set arithmetic identical on PostgreSQL and SQLite);
     ``NULL`` means "not scheduled" (disabled, or not an auto probe).
@@ -39,12 +42,7 @@ class Probe(Base):
     name: Mapped[str] = mapped_column(String(100))
     protocol: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(String(2048))
-    method: Mapped[str] = mapped_column(String(10), default="GET")
-    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    body: Mapped[str | None] = mapped_column(Text)
-    expect: Mapped[str | None] = mapped_column(Text)
-    verify_tls: Mapped[bool] = mapped_column(Boolean, default=True)
-    follow_redirects: Mapped[bool] = mapped_column(Boolean, default=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     timeout_seconds: Mapped[float] = mapped_column(Float, default=10.0)
     interval_seconds: Mapped[int] = mapped_column(Integer, default=60)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -92,6 +90,7 @@ class ProbeResult(Base):
     transfer_ms: Mapped[float | None] = mapped_column(Float)
     cert_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bytes_read: Mapped[int] = mapped_column(Integer, default=0)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what the protocol measured beyond the columns
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

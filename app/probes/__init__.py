@@ -1,4 +1,4 @@
-"""The probe engine: one ``ProbeSpec`` in, one ``ProbeOutcome`` out, for every protocol.
+"""The probe engine: one spec in, one ``ProbeOutcome`` out, for every protocol.
 
 ``run_probe`` is the entry point for callers: it owns the deadline and the
 clock, never raises for a target or a spec, and applies the user's success
@@ -8,28 +8,45 @@ conditions. ``run_many`` runs a batch concurrently with a bound.
 
 from __future__ import annotations
 
-from app.probes.base import PhaseTimings, ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus, Prober
+from app.probes.base import PhaseTimings, ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus, Prober, Protocol
 from app.probes.conditions import Conditions, evaluate
 from app.probes.loop import new_event_loop
-from app.probes.registry import PROBERS, PROTOCOLS, UnknownProtocolError, get_prober, validate_target
+from app.probes.registry import (
+    PROTOCOLS,
+    REGISTRY,
+    ProbeSpecUnion,
+    SpecOptionsUnion,
+    UnknownProtocolError,
+    build_spec,
+    get_protocol,
+    spec_model,
+    stored_spec,
+    validate_target,
+)
 from app.probes.runner import run_many, run_probe
 
 __all__ = [
-    "PROBERS",
     "PROTOCOLS",
+    "REGISTRY",
     "Conditions",
     "PhaseTimings",
     "ProbeError",
     "ProbeOutcome",
     "ProbeRun",
     "ProbeSpec",
+    "ProbeSpecUnion",
     "ProbeStatus",
     "Prober",
+    "SpecOptionsUnion",
+    "Protocol",
     "UnknownProtocolError",
+    "build_spec",
     "evaluate",
-    "get_prober",
+    "get_protocol",
     "new_event_loop",
     "run_many",
     "run_probe",
+    "spec_model",
+    "stored_spec",
     "validate_target",
 ]

@@ -1,8 +1,9 @@
 """The probe engine's contract: one spec in, one outcome out.
 
-Every protocol module exposes one function of one shape::
+Every protocol module exposes one function of one shape, and the spec it takes::
 
-    async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome
+    async def probe(spec: HttpSpec, run: ProbeRun) -> ProbeOutcome
+    PROTOCOL = Protocol(HttpSpec, probe)
 
 It only speaks its protocol. ``run_probe`` owns the rest: the deadline
 (``spec.timeout``), the response time, and turning every exception into an
@@ -11,8 +12,9 @@ records what it learns as it goes in ``run`` (phase timings, what arrived so
 far), so that when the deadline cuts it off the outcome can still say what
 partially happened.
 
-This package imports nothing from Flask, Celery or the database, so it can be
-used and tested on its own.
+The registry finds every module of this package that defines ``PROTOCOL``, so a
+new protocol is its module (spec and prober) and its tests. This package imports
+nothing from Flask, Celery or the database, so it can be used and tested on its own.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import contextlib
 import enum
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, ClassVar, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.probes.urls import redact
 
@@ -37,37 +41,57 @@ class ProbeStatus(str, enum.Enum):
     ERROR = "error"  # the probe could not be carried out (bad spec, DNS failure, TLS error)
 
 
-@dataclass(frozen=True)
-class ProbeSpec:
-    """Everything a prober needs, independent of how it was stored.
+class ProbeSpec(BaseModel):
+    """What a probe checks: the fields every protocol shares; each prober module subclasses it.
 
-    ``target`` is a URL for http/https/ws/wss (``https://host:port/path``) and
-    ``host:port`` for tcp/udp. ``body`` is the HTTP request body, or the payload
-    a TCP/UDP/WebSocket probe sends, byte for byte (never stripped). ``expect``
-    is what the reply must contain for the run to succeed (substring match; for
-    HTTP the response body); ``None`` means any reply (UDP, HTTP) or no read at
-    all (TCP). ``max_body_bytes`` caps what is kept of a reply (for HTTP after
-    decompression).
+    A protocol's subclass narrows ``protocol`` to its names (a ``Literal``, the
+    discriminator) and adds its own fields, with their defaults and validation, unknown
+    keys refused. What a subclass adds is what the ``probes.spec`` column stores
+    (``stored()``); the common fields live in their own columns. ``max_body_bytes`` caps
+    what is kept of a reply (for HTTP after decompression); it is the engine's bound, not
+    something a user sets.
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    COMMON: ClassVar[frozenset[str]] = frozenset({"protocol", "target", "timeout", "max_body_bytes"})
+    TARGET_HELP: ClassVar[str] = ""
+    """What a target looks like, for the user (API docs, error messages)."""
 
     protocol: str
     target: str
-    timeout: float = 10.0
-    method: str = "GET"
-    headers: dict[str, str] = field(default_factory=dict)
-    body: str | None = None
-    expect: str | None = None
-    verify_tls: bool = True
-    follow_redirects: bool = True
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    timeout: float = Field(10.0, gt=0)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1)
+
+    @classmethod
+    def protocols(cls) -> tuple[str, ...]:
+        """The protocol names this spec serves (the arguments of its ``protocol`` Literal)."""
+        return tuple(get_args(cls.model_fields["protocol"].annotation))
+
+    @classmethod
+    def normalise_target(cls, protocol: str, target: str) -> str:
+        """The target as stored, or ``ValueError`` with a one-line message for the user."""
+        raise NotImplementedError
+
+    def stored(self) -> dict[str, Any]:
+        """The protocol's own fields, as the ``probes.spec`` JSON column holds them."""
+        return self.model_dump(mode="json", exclude=set(self.COMMON))
+
+    def secret_values(self) -> list[str]:
+        """Values that must never appear in a message or a log line (credentials for the target)."""
+        return []
+
+    def shown(self) -> dict[str, Any]:
+        """``stored()`` as it may be shown to a user: credentials masked."""
+        return self.stored()
 
     def __repr__(self) -> str:
-        # Specs end up in logs; a URL's password and header values (tokens) must not.
-        shown = redact(self.target) if "://" in self.target else self.target
-        return (
-            f"ProbeSpec(protocol={self.protocol!r}, target={shown!r}, timeout={self.timeout!r}, "
-            f"method={self.method!r}, headers={sorted(self.headers)!r})"
-        )
+        # Specs end up in logs; a URL's password, its query and credential headers must not.
+        target = redact(self.target) if "://" in self.target else self.target
+        fields = "".join(f", {name}={value!r}" for name, value in self.shown().items())
+        return f"{type(self).__name__}(protocol={self.protocol!r}, target={target!r}, timeout={self.timeout!r}{fields})"
+
+    __str__ = __repr__
 
 
 @dataclass
@@ -105,6 +129,8 @@ class ProbeOutcome:
     body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body_truncated: str | None = None
+    details: dict[str, Any] | None = None
+    """What a protocol measures beyond the common fields (DNS answers, ICMP loss and RTTs), stored as JSON."""
 
     @property
     def ok(self) -> bool:
@@ -158,3 +184,15 @@ class ProbeRun:
 
 
 Prober = Callable[[ProbeSpec, ProbeRun], Awaitable[ProbeOutcome]]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A protocol module's entry in the registry: its spec model and its prober."""
+
+    spec: type[ProbeSpec]
+    probe: Callable[[Any, ProbeRun], Awaitable[ProbeOutcome]]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.spec.protocols()

@@ -11,14 +11,17 @@ the (decoded) body must contain it.
 from __future__ import annotations
 
 import codecs
-import re
 import socket
+from typing import Annotated, Literal
 
-from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
+from pydantic import BeforeValidator, Field
+
+from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeStatus, Protocol
+from app.probes.fields import Expect, Payload, WithHeaders
 from app.probes.http1 import Response, exchange
 from app.probes.net import resolve
 from app.probes.text import quote
-from app.probes.urls import Url, parse_url
+from app.probes.urls import Url, parse_url, url_target
 
 MAX_REDIRECTS = 10
 USER_AGENT = "admin-mit-probe/1.0"
@@ -27,21 +30,39 @@ REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _ORIGIN_BOUND_HEADERS = ("authorization", "cookie", "host")
 # Framing is the client's business: computed from the body, never taken from the spec.
 _FRAMING_HEADERS = ("content-length", "transfer-encoding")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 Headers = dict[str, tuple[str, str]]  # lower-case name -> (name as given, value)
 
 
-def _user_headers(spec: ProbeSpec) -> Headers:
-    headers: Headers = {}
-    for name, value in spec.headers.items():
-        if not _TOKEN.fullmatch(name):
-            raise ProbeError(ProbeStatus.ERROR, f"header name {quote(name)} is not valid in HTTP")
-        if any(char in value for char in "\r\n\0"):
-            raise ProbeError(ProbeStatus.ERROR, f"header {name} contains a line break")
-        if name.lower() not in _FRAMING_HEADERS:
-            headers[name.lower()] = (name, value)
-    return headers
+def _known_method(value: object) -> object:
+    if isinstance(value, str):
+        if value.upper() not in HTTP_METHODS:
+            raise ValueError(f"unknown HTTP method {value!r}; expected one of {', '.join(HTTP_METHODS)}")
+        return value.upper()
+    return value
+
+
+class HttpSpec(WithHeaders):
+    """An HTTP(S) request: the response must arrive within the timeout, and contain ``expect`` if set."""
+
+    TARGET_HELP = "a URL: http://host[:port]/path for http, https://… for https"
+
+    protocol: Literal["http", "https"]
+    method: Annotated[Literal[HTTP_METHODS], BeforeValidator(_known_method)] = "GET"  # type: ignore[valid-type]
+    body: Payload = Field(None, description="Request body, sent as given.")
+    expect: Expect = Field(None, description="Text the response body must contain.")
+    verify_tls: bool = Field(True, description="Check the certificate chain and host name (https).")
+    follow_redirects: bool = True
+
+    @classmethod
+    def normalise_target(cls, protocol: str, target: str) -> str:
+        return url_target(protocol, target, (protocol,))
+
+
+def _user_headers(spec: HttpSpec) -> Headers:
+    return {name.lower(): (name, value) for name, value in spec.headers.items()
+            if name.lower() not in _FRAMING_HEADERS}
 
 
 def _request(method: str, url: Url, user_headers: Headers, body: bytes | None) -> bytes:
@@ -83,7 +104,7 @@ def _charset(content_type: str) -> str:
 
 
 async def _fetch(
-    spec: ProbeSpec, run: ProbeRun, url: Url, method: str, headers: Headers, body: bytes | None
+    spec: HttpSpec, run: ProbeRun, url: Url, method: str, headers: Headers, body: bytes | None
 ) -> Response:
     """One hop: resolve, connect, (TLS,) request, response."""
     run.status_code = None
@@ -97,16 +118,14 @@ async def _fetch(
     )
 
 
-async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
+async def probe(spec: HttpSpec, run: ProbeRun) -> ProbeOutcome:
     try:
         url = parse_url(spec.target)
     except ValueError as exc:
         raise ProbeError(ProbeStatus.ERROR, str(exc)) from None
     if url.scheme not in ("http", "https"):
         raise ProbeError(ProbeStatus.ERROR, "HTTP targets must start with http:// or https://")
-    if not _TOKEN.fullmatch(spec.method):
-        raise ProbeError(ProbeStatus.ERROR, f"{quote(spec.method)} is not an HTTP method")
-    method = spec.method.upper()
+    method = spec.method
     body = spec.body.encode() if spec.body is not None else None
     headers = _user_headers(spec)
     for _ in range(MAX_REDIRECTS + 1):
@@ -144,3 +163,6 @@ async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
         bytes_read=len(response.body),
         body_truncated=response.body_truncated,
     )
+
+
+PROTOCOL = Protocol(HttpSpec, probe)

@@ -11,7 +11,7 @@ import time
 from typing import Callable, TypeVar
 
 from app.probes.base import PhaseTimings, ProbeError, ProbeStatus
-from app.probes.text import os_error
+from app.probes.text import check_plain, os_error
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9_.-]+")
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -63,6 +63,12 @@ def split_host_port(target: str) -> tuple[str, int]:
 
 def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def host_port_target(target: str) -> str:
+    """A ``host:port`` target as stored, or ``ValueError`` with a message for the user."""
+    check_plain(target)
+    return join_host_port(*split_host_port(target))
 
 
 async def resolve(host: str, port: int, timings: PhaseTimings, socktype: int) -> list[Address]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import traceback
 from urllib.parse import parse_qsl, unquote
@@ -12,14 +11,14 @@ from urllib.parse import parse_qsl, unquote
 from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
 from app.probes.conditions import Conditions, evaluate
 from app.probes.net import elapsed_ms
-from app.probes.registry import UnknownProtocolError, get_prober
+from app.probes.fields import SECRET_NAME
+from app.probes.registry import UnknownProtocolError, get_protocol
 from app.probes.text import quote, seconds
 from app.probes.urls import parse_url
 
 log = logging.getLogger(__name__)
 
 CLEANUP_TIMEOUT = 2.0  # closing what a run left open happens after its clock stopped; don't wait long
-_SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|auth|sig|session|credential|cookie", re.IGNORECASE)
 _MASK = "***"
 
 
@@ -33,7 +32,7 @@ async def run_probe(spec: ProbeSpec, conditions: Conditions | None = None) -> Pr
     started = time.perf_counter()
     try:
         try:
-            prober = get_prober(spec.protocol)
+            prober = get_protocol(spec.protocol).probe
             async with asyncio.timeout(spec.timeout):
                 outcome = await prober(spec, run)
         except UnknownProtocolError as exc:
@@ -65,13 +64,14 @@ def _timed_out(run: ProbeRun) -> ProbeOutcome:
     spec = run.spec
     within = f"within {seconds(spec.timeout)}"
     received = run.received.decode("utf-8", errors="replace")
-    if spec.expect is not None and received:
-        error = f"expected {quote(spec.expect)} not received (got {quote(received)})"
+    expect: str | None = getattr(spec, "expect", None)  # the specs that wait for a reply text
+    if expect is not None and received:
+        error = f"expected {quote(expect)} not received (got {quote(received)})"
         return ProbeOutcome(ProbeStatus.FAILED, error=error)
     if run.status_code is not None:
         return ProbeOutcome(ProbeStatus.TIMEOUT, error=f"response body not complete {within}", status_code=run.status_code)
-    if spec.expect is not None and run.awaiting_reply:
-        return ProbeOutcome(ProbeStatus.TIMEOUT, error=f"expected {quote(spec.expect)} not received {within}")
+    if expect is not None and run.awaiting_reply:
+        return ProbeOutcome(ProbeStatus.TIMEOUT, error=f"expected {quote(expect)} not received {within}")
     return ProbeOutcome(ProbeStatus.TIMEOUT, error=f"no response {within}")
 
 
@@ -94,7 +94,7 @@ async def _clean_up(run: ProbeRun) -> None:
 
 def _secrets(spec: ProbeSpec) -> list[str]:
     """What must never show in a message: the URL's password, credential-like query values and headers."""
-    found = [value for name, value in spec.headers.items() if _SECRET_NAME.search(name)]
+    found = spec.secret_values()
     if "://" in spec.target:
         try:
             url = parse_url(spec.target)
@@ -102,7 +102,7 @@ def _secrets(spec: ProbeSpec) -> list[str]:
             return found
         password = url.userinfo.partition(":")[2]
         found += [password, unquote(password)]
-        found += [value for name, value in parse_qsl(url.query) if _SECRET_NAME.search(name)]
+        found += [value for name, value in parse_qsl(url.query) if SECRET_NAME.search(name)]
     return sorted({value for value in found if len(value) >= 3}, key=len, reverse=True)
 
 

@@ -5,15 +5,33 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Literal
 
-from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
-from app.probes.net import connect, connection_error, elapsed_ms, resolve, target_host_port
+from pydantic import Field
+
+from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus, Protocol
+from app.probes.fields import Expect, Payload
+from app.probes.net import connect, connection_error, elapsed_ms, host_port_target, resolve, target_host_port
 from app.probes.text import expect_missing
 
 READ_CHUNK = 65536
 
 
-async def _read_until(reader: asyncio.StreamReader, spec: ProbeSpec, received: bytearray) -> None:
+class TcpSpec(ProbeSpec):
+    """A TCP connection; then, if set, send ``body`` and read until ``expect`` arrives."""
+
+    TARGET_HELP = "host:port (IPv6 in brackets: [::1]:6379)"
+
+    protocol: Literal["tcp"]
+    body: Payload = Field(None, description="Bytes sent once connected, as given (e.g. \"PING\\r\\n\").")
+    expect: Expect = Field(None, description="Text the reply must contain; unset: connecting is enough.")
+
+    @classmethod
+    def normalise_target(cls, protocol: str, target: str) -> str:
+        return host_port_target(target)
+
+
+async def _read_until(reader: asyncio.StreamReader, spec: TcpSpec, received: bytearray) -> None:
     """Read into ``received`` until it contains ``spec.expect``, at most ``spec.max_body_bytes``."""
     assert spec.expect is not None
     expect = spec.expect.encode()
@@ -29,7 +47,7 @@ async def _read_until(reader: asyncio.StreamReader, spec: ProbeSpec, received: b
         received += chunk
 
 
-async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
+async def probe(spec: TcpSpec, run: ProbeRun) -> ProbeOutcome:
     host, port = target_host_port(spec.target)
     reader = asyncio.StreamReader(limit=READ_CHUNK)
     transport, protocol = await connect(
@@ -51,3 +69,6 @@ async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
         writer.close()
     body = run.received.decode(errors="replace") if spec.expect is not None else None
     return ProbeOutcome(ProbeStatus.SUCCESS, body=body, bytes_read=len(run.received))
+
+
+PROTOCOL = Protocol(TcpSpec, probe)

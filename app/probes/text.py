@@ -71,3 +71,11 @@ def expect_missing(expect: str, received: str, then: str | None = None) -> str:
     else:
         detail = then or "nothing received"
     return f"expected {quote(expect)} not received ({detail})"
+
+
+def check_plain(target: str) -> None:
+    """``ValueError`` for a target that is empty or holds whitespace."""
+    if not target:
+        raise ValueError("target is empty")
+    if any(char.isspace() for char in target):
+        raise ValueError("target must not contain whitespace")

@@ -5,10 +5,28 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Literal
 
-from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
-from app.probes.net import elapsed_ms, resolve, target_host_port
+from pydantic import Field
+
+from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus, Protocol
+from app.probes.fields import Expect, Payload
+from app.probes.net import elapsed_ms, host_port_target, resolve, target_host_port
 from app.probes.text import expect_missing, os_error
+
+
+class UdpSpec(ProbeSpec):
+    """One datagram out (``body``, or empty), one reply back, containing ``expect`` if set."""
+
+    TARGET_HELP = "host:port (IPv6 in brackets: [::1]:53)"
+
+    protocol: Literal["udp"]
+    body: Payload = Field(None, description="The datagram sent, as given; unset: an empty datagram.")
+    expect: Expect = Field(None, description="Text the reply must contain; unset: any reply.")
+
+    @classmethod
+    def normalise_target(cls, protocol: str, target: str) -> str:
+        return host_port_target(target)
 
 
 class _FirstReply(asyncio.DatagramProtocol):
@@ -30,7 +48,7 @@ class _FirstReply(asyncio.DatagramProtocol):
             self.reply.set_exception(exc)
 
 
-async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
+async def probe(spec: UdpSpec, run: ProbeRun) -> ProbeOutcome:
     host, port = target_host_port(spec.target)
     family, sockaddr = (await resolve(host, port, run.timings, socket.SOCK_DGRAM))[0]
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -57,3 +75,6 @@ async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
     if spec.expect is not None and spec.expect not in text:
         raise ProbeError(ProbeStatus.FAILED, expect_missing(spec.expect, text, None if text else "an empty reply came"))
     return ProbeOutcome(ProbeStatus.SUCCESS, body=text, bytes_read=len(reply))
+
+
+PROTOCOL = Protocol(UdpSpec, probe)

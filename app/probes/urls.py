@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
+from app.probes.text import check_plain
+
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _HOST = re.compile(r"[a-z0-9_.-]+")
 _PATH_SAFE = "/%!$&'()*+,;=:@-._~"
@@ -133,3 +135,13 @@ def redact(text: str) -> str:
         return parse_url(text).redacted()
     except ValueError:
         return "the URL"
+
+
+def url_target(protocol: str, target: str, schemes: tuple[str, ...]) -> str:
+    """A URL target as stored, or ``ValueError`` for the user: one of ``schemes``, no whitespace."""
+    check_plain(target)
+    scheme = target.partition(":")[0].lower()
+    if scheme not in schemes:
+        raise ValueError(f"{protocol} targets must start with {' or '.join(s + '://' for s in schemes)}")
+    return str(parse_url(target))
+

@@ -22,10 +22,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.uri import WebSocketURI, parse_uri
 
-from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeSpec, ProbeStatus
+from typing import Literal
+
+from pydantic import Field
+
+from app.probes.base import ProbeError, ProbeOutcome, ProbeRun, ProbeStatus, Protocol
+from app.probes.fields import Expect, Payload, WithHeaders
 from app.probes.net import elapsed_ms, open_socket, resolve
 from app.probes.text import expect_missing, os_error, size
 from app.probes.tls import check_peer_certificate, handshake_failed, ssl_context, verification_failed
+from app.probes.urls import url_target
 
 CLOSE_TIMEOUT = 1.0  # the closing handshake happens after the result is known; don't wait long
 MAX_QUEUE = 2  # messages websockets may buffer: a flooding server costs little memory
@@ -44,6 +50,21 @@ class _TimedConnection(ClientConnection):
         super().connection_made(transport)
 
 
+class WebSocketSpec(WithHeaders):
+    """A WebSocket opening handshake; then, if set, send ``body`` and wait for a message containing ``expect``."""
+
+    TARGET_HELP = "a URL: ws://host[:port]/path or wss://…"
+
+    protocol: Literal["websocket"]
+    body: Payload = Field(None, description="A text message sent once the connection is open.")
+    expect: Expect = Field(None, description="Text a message from the server must contain.")
+    verify_tls: bool = Field(True, description="Check the certificate chain and host name (wss).")
+
+    @classmethod
+    def normalise_target(cls, protocol: str, target: str) -> str:
+        return url_target(protocol, target, ("ws", "wss"))
+
+
 def _rejected(exc: Exception) -> ProbeError:
     """A refused or otherwise failed opening handshake, said without the URL (it may hold credentials)."""
     status = exc if isinstance(exc, InvalidStatus) else exc.__cause__
@@ -57,7 +78,7 @@ def _rejected(exc: Exception) -> ProbeError:
     return ProbeError(ProbeStatus.FAILED, f"WebSocket handshake failed: {exc}")
 
 
-async def _open(spec: ProbeSpec, uri: WebSocketURI, run: ProbeRun) -> ClientConnection:
+async def _open(spec: WebSocketSpec, uri: WebSocketURI, run: ProbeRun) -> ClientConnection:
     sock = await open_socket(await resolve(uri.host, uri.port, run.timings, socket.SOCK_STREAM), run.timings)
     peer = sock.getpeername()
     run.cleanup.callback(sock.close)
@@ -94,7 +115,7 @@ async def _open(spec: ProbeSpec, uri: WebSocketURI, run: ProbeRun) -> ClientConn
     return ws
 
 
-async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
+async def probe(spec: WebSocketSpec, run: ProbeRun) -> ProbeOutcome:
     try:
         uri = parse_uri(spec.target)
     except InvalidURI:  # its text repeats the URL, which may hold credentials
@@ -124,3 +145,6 @@ async def probe(spec: ProbeSpec, run: ProbeRun) -> ProbeOutcome:
             raise ProbeError(ProbeStatus.FAILED, expect_missing(spec.expect, text, "the connection closed")) from exc
         raise ProbeError(ProbeStatus.FAILED, "connection closed by the server") from exc
     return ProbeOutcome(ProbeStatus.SUCCESS, body=last, bytes_read=bytes_read)
+
+
+PROTOCOL = Protocol(WebSocketSpec, probe)

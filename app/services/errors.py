@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.probes.registry import PROTOCOLS
+
 
 class ServiceError(Exception):
     """Base class; ``code`` is a stable machine-readable name."""
@@ -54,11 +56,15 @@ class RateLimitedError(ServiceError):
 def describe_validation_error(error: Any) -> tuple[str | None, str]:
     """(field, message) of one pydantic error (an item of ``ValidationError.errors()``).
 
-    A rule over several fields, checked after the fields themselves, names the field it
+    A probe's ``spec`` is a union tagged by protocol; the tag pydantic adds to the location
+    is not a field, so it is left out. A rule over several fields, checked after the fields themselves, names the field it
     blames in its context (``PydanticCustomError(..., {"field": ...})``), since its
     location is the whole model.
     """
-    field = ".".join(str(part) for part in error["loc"]) or (error.get("ctx") or {}).get("field")
+    loc = error["loc"]
+    if len(loc) > 1 and loc[0] == "spec" and loc[1] in PROTOCOLS:  # the spec union's tag, not a field
+        loc = (loc[0], *loc[2:])
+    field = ".".join(str(part) for part in loc) or (error.get("ctx") or {}).get("field")
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"

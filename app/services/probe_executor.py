@@ -42,6 +42,7 @@ class ProbeJob:
     run_key: str
     probe_type: str
     slot_ms: int | None = None  # the scheduled slot, for a dispatcher's run
+    problem: str | None = None  # set when the saved probe cannot be run: its result is this error
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,10 @@ class ProbeExecutor:
     async def _run_one(self, job: ProbeJob, on_finished: OnFinished) -> None:
         started_at = datetime.now(timezone.utc)
         try:
-            outcome = await run_probe(job.spec, job.conditions)
+            if job.problem is not None:
+                outcome = ProbeOutcome(ProbeStatus.ERROR, error=job.problem, response_time_ms=0.0)
+            else:
+                outcome = await run_probe(job.spec, job.conditions)
         except Exception as exc:  # run_probe turns failures into outcomes; this is a last resort
             log.exception("probe %s crashed", job.probe_id)
             outcome = ProbeOutcome(ProbeStatus.ERROR, error=f"internal error: {type(exc).__name__}")

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from app.core.config import active_settings
 from app.extensions import db
 from app.models import Probe
+from app.probes import stored_spec
 from app.probes.base import ProbeSpec
 from app.probes.conditions import Conditions
 from app.services import leases, result_store, run_losses, task_queue
@@ -67,19 +69,40 @@ def run_requests(probe_ids: list[int], probe_type: str, run_id: str) -> list[Run
 
 # --- probes -> jobs -> rows ---------------------------------------------------------------------
 
-def spec_for(probe: Mapping[str, Any]) -> ProbeSpec:
-    """The engine's spec for a ``probes`` row (a mapping of its columns)."""
-    return ProbeSpec(
-        protocol=probe["protocol"],
-        target=probe["target"],
-        timeout=probe["timeout_seconds"],
-        method=probe["method"],
-        headers=dict(probe["headers"] or {}),
-        body=probe["body"],
-        expect=probe["expect"],
-        verify_tls=probe["verify_tls"],
-        follow_redirects=probe["follow_redirects"],
-    )
+@dataclass(frozen=True)
+class _Prepared:
+    spec: ProbeSpec
+    conditions: Conditions
+    problem: str | None  # why the saved probe cannot run (its spec or conditions no longer validate)
+
+
+# Scheduled runs read the same probes every interval; their specs and conditions are built
+# once per version of the row (``updated_at``), not once per run.
+_PREPARED_MAX = 50_000
+_prepared: dict[tuple[int, Any], _Prepared] = {}
+
+
+def _prepare(probe: Mapping[str, Any]) -> _Prepared:
+    key = (probe["id"], probe["updated_at"])
+    found = _prepared.get(key)
+    if found is None:
+        try:
+            found = _Prepared(stored_spec(probe["protocol"], probe["target"], probe["timeout_seconds"], probe["spec"]),
+                              Conditions.parse(probe["conditions"]), None)
+        except ValueError as exc:
+            spec = ProbeSpec(protocol=probe["protocol"], target=probe["target"], timeout=probe["timeout_seconds"])
+            found = _Prepared(spec, Conditions(), f"the probe's settings are not valid: {_one_line(exc)}")
+        if len(_prepared) >= _PREPARED_MAX:
+            _prepared.clear()
+        _prepared[key] = found
+    return found
+
+
+def _one_line(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors(include_url=False)[0]
+        return f"{'.'.join(str(part) for part in error['loc'][1:]) or 'spec'}: {error['msg']}"
+    return str(exc).splitlines()[0]
 
 
 def _probe_rows(tenant_id: int, probe_ids: list[int]) -> dict[int, Mapping[str, Any]]:
@@ -92,7 +115,8 @@ def _probe_rows(tenant_id: int, probe_ids: list[int]) -> dict[int, Mapping[str, 
 
 
 def _job(probe: Mapping[str, Any], run_key: str, probe_type: str, slot_ms: int | None = None) -> ProbeJob:
-    return ProbeJob(spec=spec_for(probe), conditions=Conditions.parse(probe["conditions"]),
+    prepared = _prepare(probe)
+    return ProbeJob(spec=prepared.spec, conditions=prepared.conditions, problem=prepared.problem,
                     tenant_id=probe["tenant_id"], probe_id=probe["id"], run_key=run_key,
                     probe_type=probe_type, slot_ms=slot_ms)
 
@@ -118,6 +142,7 @@ def measured(finished: Finished) -> MeasuredRun:
         "transfer_ms": timings.transfer_ms,
         "cert_expires_at": outcome.cert_expires_at,
         "bytes_read": outcome.bytes_read,
+        "details": outcome.details,
         "scheduled_for": scheduled_for,
         "started_at": finished.started_at,
         "created_at": datetime.now(timezone.utc),
@@ -182,6 +207,7 @@ def _report(tenant_id: int, run: MeasuredRun, result_id: int | None) -> dict[str
         "status_code": row["status_code"],
         "error": row["error"],
         "cert_expires_at": expires.isoformat() if expires else None,
+        "details": row.get("details"),
         "result_id": result_id,
         "duplicate": result_id is None,
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal
@@ -13,7 +12,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_serializer,
-    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -24,34 +22,35 @@ from app.core.config import active_settings
 from app.extensions import db
 from app.models import Probe, ProbeGroup
 from app.models.base import MAX_ID
-from app.probes import PROTOCOLS, validate_target
+from app.probes import PROTOCOLS, SpecOptionsUnion, spec_model, stored_spec
 from app.probes.conditions import Conditions
+from app.probes.fields import MASK
 from app.services import scheduling, status_cache
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, describe_validation_error
 
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-# Request headers whose values are credentials for the target: never shown back.
-_SECRET_HEADER = re.compile(r"auth|cookie|token|secret|key|passw|session|signature", re.IGNORECASE)
-MASK = "********"
 MAX_INTERVAL_SECONDS = 86400
 
 
+_TARGETS = "; ".join(f"{model.protocols()[0] if len(model.protocols()) == 1 else '/'.join(model.protocols())}: "
+                     f"{model.TARGET_HELP}" for model in dict.fromkeys(spec_model(p) for p in PROTOCOLS))
+
+
 class ProbeInput(BaseModel):
-    """A probe as a user describes it; validation here is the one place the rules live."""
+    """A probe as a user describes it; validation here is the one place the rules live.
+
+    ``spec`` holds the protocol's own fields (its spec model in ``app.probes``); the
+    probe's ``protocol`` selects the model, so ``spec.protocol`` need not be given.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=100, pattern=r"\S", description="Unique within the tenant.")
     protocol: Literal[PROTOCOLS]  # type: ignore[valid-type]
-    target: str = Field(min_length=1, max_length=2048,
-                        description="A URL for http/https/websocket, host:port for tcp/udp.")
-    method: Literal[HTTP_METHODS] = Field("GET", description="HTTP method (http/https).")  # type: ignore[valid-type]
-    headers: dict[str, str] = Field(default_factory=dict, max_length=50, description="Request headers (http/https).")
-    body: str | None = Field(None, max_length=65536,
-                             description="Request body, or the payload sent by tcp/udp/websocket.")
-    expect: str | None = Field(None, max_length=4096, description="Text the tcp/udp/websocket reply must contain.")
-    verify_tls: bool = True
-    follow_redirects: bool = True
+    target: str = Field(min_length=1, max_length=2048, description=_TARGETS)
+    # Never None once validated: an omitted spec is the protocol's defaults (``_spec_of_protocol``).
+    spec: SpecOptionsUnion = Field(  # type: ignore[valid-type]
+        None, description="The protocol's own fields (method and headers for http, the payload for tcp, …); "
+                          "omitted: the protocol's defaults.")
     timeout_seconds: float | None = Field(
         None, ge=0.1, le=300,
         description="Seconds; below interval_seconds. Default: probes.default_timeout_seconds or half the interval.")
@@ -63,19 +62,29 @@ class ProbeInput(BaseModel):
                                    description="What makes a run a success, beyond reaching the target.")
     group_id: int | None = Field(None, ge=1, le=MAX_ID)
 
-    @field_validator("protocol", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _known_protocol(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.lower() not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {value!r}; expected one of {', '.join(PROTOCOLS)}")
-        return value.lower() if isinstance(value, str) else value
+    def _spec_of_protocol(cls, data: Any) -> Any:
+        """Give ``spec`` the probe's protocol (the union's discriminator), and point misplaced fields to it."""
+        if not isinstance(data, dict):
+            return data
+        protocol = data.get("protocol")
+        if isinstance(protocol, str):
+            protocol = protocol.strip().lower()
+            if protocol not in PROTOCOLS:
+                raise _rule_broken("protocol", f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+            own = set(spec_model(protocol).model_fields) - set(cls.model_fields)
+            if misplaced := sorted(own & set(data)):
+                raise _rule_broken(misplaced[0], f"belongs in spec (spec.{misplaced[0]})")
+            spec = data.get("spec")
+            spec = {} if spec is None else spec
+            if isinstance(spec, dict):
+                data = {**data, "protocol": protocol, "spec": {**spec, "protocol": protocol}}
+        return data
 
-    @field_validator("method", mode="before")
-    @classmethod
-    def _known_method(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.upper() not in HTTP_METHODS:
-            raise ValueError(f"unknown HTTP method {value!r}")
-        return value.upper() if isinstance(value, str) else value
+    @field_serializer("spec")
+    def _stored_spec(self, value: Any) -> dict[str, Any]:
+        return value.model_dump(mode="json", exclude={"protocol"})
 
     @field_serializer("conditions")
     def _stored_conditions(self, value: Conditions) -> dict[str, Any]:
@@ -84,7 +93,7 @@ class ProbeInput(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> "ProbeInput":
         try:
-            self.target = validate_target(self.protocol, self.target)
+            self.target = spec_model(self.protocol).normalise_target(self.protocol, self.target)
         except ValueError as exc:
             raise _rule_broken("target", str(exc)) from None
         settings = active_settings().probes
@@ -140,24 +149,40 @@ def create_probe(tenant_id: int, data: dict[str, Any]) -> Probe:
     return probe
 
 
-def masked_headers(headers: dict[str, str] | None) -> dict[str, str]:
-    """The headers as they may be shown: credential values replaced by ``MASK``."""
-    return {name: MASK if _SECRET_HEADER.search(name) else value for name, value in (headers or {}).items()}
+def shown_spec(probe: Probe) -> dict[str, Any]:
+    """The probe's spec as it may be shown: credentials (e.g. secret header values) read ``MASK``."""
+    try:
+        return stored_spec(probe.protocol, probe.target, probe.timeout_seconds, probe.spec).shown()
+    except ValueError:  # saved by a version with other rules; shown as stored, credentials withheld
+        return {name: value for name, value in (probe.spec or {}).items() if name != "headers"}
 
 
-def _unmasked(new: dict[str, str], stored: dict[str, str] | None) -> dict[str, str]:
-    """Headers sent back as shown keep their stored secret values."""
-    stored = stored or {}
-    return {name: stored[name] if value == MASK and name in stored else value for name, value in new.items()}
+def _merged_spec(probe: Probe, changes: dict[str, Any]) -> Any:
+    """The spec a change asks for: its fields over the stored ones, or, if the protocol changes, its own."""
+    new = changes.get("spec")
+    if changes.get("protocol", probe.protocol) != probe.protocol:
+        return new
+    if not isinstance(new, dict):
+        return probe.spec if new is None else new
+    return {**(probe.spec or {}), **_restore_masked(new, probe.spec or {})}
+
+
+def _restore_masked(new: Any, stored: Any) -> Any:
+    """Values sent back as shown (``MASK``) keep their stored value, at any depth."""
+    if isinstance(new, dict) and isinstance(stored, dict):
+        return {key: _restore_masked(value, stored[key]) if key in stored else value for key, value in new.items()}
+    return stored if new == MASK and isinstance(stored, str) else new
 
 
 def update_probe(tenant_id: int, probe_id: int, changes: dict[str, Any]) -> Probe:
-    """Apply ``changes``; a new interval or enabled flag takes effect at the next dispatch tick."""
+    """Apply ``changes``; a new interval or enabled flag takes effect at the next dispatch tick.
+
+    ``spec`` changes only the fields it names (the rest keep their values) unless the
+    protocol changes too, when it is the new protocol's spec.
+    """
     probe = get_probe(tenant_id, probe_id)
-    if isinstance(changes.get("headers"), dict):
-        changes = {**changes, "headers": _unmasked(changes["headers"], probe.headers)}
     current = {name: getattr(probe, name) for name in ProbeInput.model_fields}
-    fields = _validated({**current, **changes})
+    fields = _validated({**current, **changes, "spec": _merged_spec(probe, changes)})
     _check_group(tenant_id, fields.group_id)
     timing_changed = any(
         getattr(probe, name) != getattr(fields, name) for name in ("interval_seconds", "enabled", "auto_probe")
