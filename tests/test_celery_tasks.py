@@ -25,6 +25,7 @@ from app.core.config import active_settings, load_settings
 from app.extensions import db
 from app.models import Probe, ProbeLease, ProbeResult, TaskFailure
 from app.services import probe_runs, run_losses, scheduling, status_cache
+from app.services.probes import update_probe
 from app.services.dispatch import dispatch_due
 from app.services.failures import FailureInfo, register_failure_callback, unregister_failure_callback
 from app.tasks.network_probe_tasks import (
@@ -188,6 +189,39 @@ class TestExecuteBatchProbesTask:
         assert again["started"] == 0 and again["skipped"] == 1
         assert targets.hits("/ok") == 1
         assert db.session.scalar(select(func.count()).select_from(ProbeLease)) == 0  # closed with the result
+
+    def test_a_slot_due_before_the_next_tick_is_dispatched_now_and_starts_at_its_slot(
+        self, pg_app: Flask, worker: object, targets: LoopbackTargets, clean_redis: Any
+    ) -> None:
+        tenant = make_tenant()
+        probe = make_probe(tenant.id, f"{targets.http_url}/ok")
+        now = scheduling.now_ms()
+        slot = now + int(active_settings().probes.dispatch_lookahead_seconds * 1000) - 200
+        db.session.execute(update(Probe).where(Probe.id == probe.id).values(next_run_at=slot))
+        db.session.commit()
+
+        assert dispatch_due(now).claimed == 1  # within the lookahead: this tick hands it out
+        [stored] = wait_for(lambda: results_of(probe.id), what="the scheduled result")
+
+        assert stored.run_key == f"auto:{slot}"
+        assert stored.started_at >= datetime.fromtimestamp(slot / 1000, timezone.utc)  # not before its slot
+        assert dispatch_due(now).claimed == 0  # the slot is not handed out twice
+
+    def test_a_slot_claimed_before_its_probe_was_disabled_is_not_run_nor_counted_lost(
+        self, pg_app: Flask, targets: LoopbackTargets, clean_redis: Any
+    ) -> None:
+        tenant = make_tenant()
+        probe = make_probe(tenant.id, f"{targets.http_url}/ok")
+        slot = _make_due(probe)
+        targets.reset()
+        dispatch_due()  # claimed and published; no worker has it yet
+        update_probe(tenant.id, probe.id, {"enabled": False})
+
+        report = probe_runs.start_scheduled(tenant.id, [probe.id], {str(probe.id): slot})
+
+        assert (report["started"], report["skipped"]) == (0, 1)
+        assert targets.hits("/ok") == 0 and results_of(probe.id) == []
+        assert db.session.scalar(select(func.count()).select_from(ProbeLease)) == 0  # nothing left to count as lost
 
     def test_a_slot_nobody_started_before_its_next_slot_is_counted_as_expired(
         self, pg_app: Flask, targets: LoopbackTargets, clean_redis: Any

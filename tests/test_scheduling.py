@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
-from sqlalchemy import select, update
+from celery import signals
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import func, select, update
 
 from app.core.config import PROJECT_ROOT, active_settings
 from app.extensions import db
-from app.models import Probe
-from app.services import scheduling
+from app.models import Probe, ProbeLease
+from app.services import dispatch, scheduling
 from app.services.dispatch import dispatch_due, queue_length
 from app.services.probes import update_probe
 from tests.conftest import make_probe, make_tenant
@@ -175,6 +177,55 @@ class TestDispatch:
         expiry = {run["tenant_id"]: round(datetime.fromisoformat(run["expires"]).timestamp() * 1000) for run in runs}
         assert expiry == {first.id: now - 10 + 60_000, second.id: now - 10 + 30_000}
 
+    def test_a_message_is_published_only_once_its_leases_are_committed(self, app: Flask,
+                                                                      clean_redis: redis.Redis) -> None:
+        """A fast worker starts a message's slots on their leases: they must be visible when it arrives."""
+        tenant = make_tenant()
+        probes = [make_probe(tenant.id, "http://127.0.0.1:9/") for _ in range(3)]
+        now = scheduling.now_ms()
+        db.session.execute(update(Probe).values(next_run_at=now - 10))
+        db.session.commit()
+        visible_at_publish: list[int] = []
+
+        def count_committed_leases(**_: Any) -> None:
+            with db.engine.connect() as other:  # another connection sees committed rows only
+                visible_at_publish.append(other.execute(select(func.count()).select_from(ProbeLease)).scalar_one())
+
+        signals.before_task_publish.connect(count_committed_leases, weak=False)
+        try:
+            dispatch_due(now)
+        finally:
+            signals.before_task_publish.disconnect(count_committed_leases)
+
+        assert visible_at_publish == [len(probes)]
+
+    def test_slots_whose_message_could_not_be_sent_are_reissued_after_their_lease(
+        self, app: Flask, clean_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        tenant = make_tenant()
+        probe = make_probe(tenant.id, "http://127.0.0.1:9/", timeout_seconds=5)
+        now = scheduling.now_ms()
+        _set_next_run(probe.id, now - 10)
+
+        def broker_gone(messages: object) -> None:
+            raise RedisConnectionError("Connection refused")
+
+        monkeypatch.setattr(dispatch, "publish_all", broker_gone)
+        with pytest.raises(RedisConnectionError):
+            dispatch_due(now)
+        monkeypatch.undo()
+        assert queued_runs(clean_redis) == []
+        db.session.expire_all()
+        [lease] = db.session.scalars(select(ProbeLease)).all()  # the claim stands: the slot is not claimed again
+        assert (lease.slot_ms, lease.attempt, lease.started_ms) == (now - 10, 0, None)
+
+        assert dispatch_due(now + lease.lease_ms - 1).reissued == 0  # the lease has not expired yet
+        report = dispatch_due(now + lease.lease_ms + 1)
+
+        assert (report.claimed, report.reissued) == (0, 1)
+        [run] = queued_runs(clean_redis)
+        assert run["scheduled_for"] == {str(probe.id): now - 10} and run["attempts"] == {str(probe.id): 1}
+
     def test_nothing_is_claimed_while_the_queue_is_backed_up(self, app: Flask, clean_redis: redis.Redis,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(active_settings().probes, "max_queue_backlog", 1)
@@ -240,5 +291,8 @@ class TestTwoBeats:
             assert gaps <= {5000}, f"probe {pid} ran off its 5 s interval: {probe_slots}"
         running = [p for p in probes if p.id != stopped.id]
         assert all(len(per_probe.get(p.id, [])) >= 2 for p in running)  # ~14 s at a 5 s interval
-        assert all(slot <= disabled_at for slot in per_probe.get(stopped.id, []))
+        # Nothing is claimed after the change; a slot claimed ahead of time (the lookahead)
+        # just before it is dropped by the worker, which finds the probe disabled.
+        lookahead_ms = int(active_settings().probes.dispatch_lookahead_seconds * 1000)
+        assert all(slot <= disabled_at + lookahead_ms for slot in per_probe.get(stopped.id, []))
         assert db.session.scalar(select(Probe.next_run_at).where(Probe.id == stopped.id)) is None

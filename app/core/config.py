@@ -153,6 +153,9 @@ class DatabaseSection(_Section):
 
 class ProbesSection(_Section):
     dispatch_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # Slots due within this many seconds are claimed now and handed to a worker, which
+    # starts each at its slot: the tick's granularity does not delay the runs.
+    dispatch_lookahead_seconds: float = Field(1.5, ge=0, le=60)
     dispatch_batch_size: int = Field(50, ge=1, le=1000)
     dispatch_max_claim: int = Field(5000, ge=1)
     max_queue_backlog: int = Field(100, ge=1)  # messages, each of up to dispatch_batch_size runs
@@ -181,6 +184,13 @@ class ProbesSection(_Section):
     retry_backoff_seconds: int = Field(60, ge=1)
     retry_backoff_max_seconds: int = Field(600, ge=1)
     retry_jitter: bool = True
+
+    @model_validator(mode="after")
+    def _lookahead_within_an_interval(self) -> "ProbesSection":
+        if self.dispatch_lookahead_seconds >= self.min_interval_seconds:
+            raise ValueError(f"dispatch_lookahead_seconds: must be shorter than min_interval_seconds "
+                             f"({self.min_interval_seconds})")
+        return self
 
 
 class ApiSection(_Section):

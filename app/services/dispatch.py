@@ -5,13 +5,18 @@ processes at once: every step is a compare-and-set in the database.
 
 1. **Sweep**: leases whose slot ended ``probes.loss_grace_seconds`` ago are deleted and
    their slots counted as ``expired``, ``lost`` or ``unwritten`` (``services.leases``).
-2. **Claim**: due probes move to their next slot (``services.scheduling``); each gets a
-   lease, and slots skipped meanwhile are counted as ``missed``.
+2. **Claim**: probes due before the next tick (``probes.dispatch_lookahead_seconds``:
+   workers start each run at its slot, not before) move to their next slot
+   (``services.scheduling``); each gets a lease, and slots skipped meanwhile are
+   counted as ``missed``.
 3. **Re-issue**: leases that expired while their slot is current (a dead worker, a
    message lost with Redis) are handed out again as a new attempt.
-4. **Publish** the claimed and re-issued slots as ``execute_batch_probes`` messages,
-   then commit. If publishing fails, everything rolls back and the next tick tries again;
-   if the commit fails after publishing, workers find no lease and run nothing.
+4. **Commit, then publish** the claimed and re-issued slots as ``execute_batch_probes``
+   messages. A worker that receives a message starts its slots on their leases, so the
+   leases must be visible before the message can arrive (published first, a fast worker
+   would find none and run nothing). If publishing fails after the commit, the leases
+   are there without a message: the dispatcher re-issues them once they expire, while
+   their slot is current, like the runs of a worker that died.
 
 While ``network_probes`` holds ``probes.max_queue_backlog`` messages or more, steps 2–3
 are skipped (the due slots stay due and are counted as missed when claimed).
@@ -78,17 +83,18 @@ def dispatch_due(now: int | None = None) -> DispatchReport:
         claimed: list[LeasedRun] = []
         reissued: list[LeasedRun] = []
         if not held_back:
-            due = scheduling.claim_due(now, settings.dispatch_max_claim)
+            horizon = now + int(settings.dispatch_lookahead_seconds * 1000)
+            due = scheduling.claim_due(horizon, settings.dispatch_max_claim)
             run_losses.record(run_losses.missed(due))
             claimed = leases.open_for(due, now, settings.lease_margin_seconds)
             reissued = leases.reissue_expired(now, settings.max_reissues, settings.dispatch_max_claim)
-        batches = _batches(claimed + reissued, settings.dispatch_batch_size)
-        if batches:
-            publish_all([_message(batch) for batch in batches])
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
+    batches = _batches(claimed + reissued, settings.dispatch_batch_size)
+    if batches:
+        publish_all([_message(batch) for batch in batches])
     if held_back:
         log.warning("network_probes holds %d messages (limit %d): not dispatching this tick; "
                     "the slots that pass meanwhile are counted as missed", backlog, settings.max_queue_backlog)

@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import BigInteger, delete, literal, select, tuple_, update
+from sqlalchemy import BigInteger, case, delete, literal, select, tuple_, update
 
 from app.extensions import db
 from app.models import ProbeLease
 from app.services import run_losses
-from app.services.bulk import insert_new
+from app.services.bulk import insert_new, keys_in
 from app.services.run_losses import Loss
 from app.services.scheduling import ClaimedRun
 
@@ -49,12 +49,16 @@ def lease_ms(timeout_seconds: float, margin_seconds: float) -> int:
 
 
 def open_for(runs: list[ClaimedRun], now: int, margin_seconds: float) -> list[LeasedRun]:
-    """Write a lease for each claimed slot, in the claim's transaction."""
+    """Write a lease for each claimed slot, in the claim's transaction.
+
+    A slot claimed ahead of time (the dispatcher's lookahead) starts at the slot, so its
+    lease runs from there.
+    """
     rows = []
     for run in runs:
         duration = lease_ms(run.timeout_seconds, margin_seconds)
         rows.append({"probe_id": run.probe_id, "slot_ms": run.slot_ms, "tenant_id": run.tenant_id, "attempt": 0,
-                     "lease_ms": duration, "started_ms": None, "expires_ms": now + duration,
+                     "lease_ms": duration, "started_ms": None, "expires_ms": max(now, run.slot_ms) + duration,
                      "stale_ms": run.next_slot_ms})
     insert_new(ProbeLease.__table__, rows, unique=("probe_id", "slot_ms"))
     return [LeasedRun(run.probe_id, run.tenant_id, run.slot_ms, 0, run.next_slot_ms) for run in runs]
@@ -106,9 +110,12 @@ def start(tenant_id: int, runs: Iterable[tuple[int, int, int]], now: int) -> set
     rows = db.session.execute(
         update(ProbeLease)
         .where(ProbeLease.tenant_id == tenant_id,
-               tuple_(ProbeLease.probe_id, ProbeLease.slot_ms, ProbeLease.attempt).in_(keys),
+               keys_in((ProbeLease.probe_id, ProbeLease.slot_ms, ProbeLease.attempt), keys),
                ProbeLease.started_ms.is_(None), ProbeLease.stale_ms > now_value)
-        .values(started_ms=now_value, expires_ms=now_value + ProbeLease.lease_ms)
+        .values(started_ms=now_value,
+                # A run handed over ahead of its slot waits for it: the lease runs from the later of the two.
+                expires_ms=case((ProbeLease.slot_ms > now_value, ProbeLease.slot_ms), else_=now_value)
+                + ProbeLease.lease_ms)
         .returning(ProbeLease.probe_id, ProbeLease.slot_ms)
         .execution_options(synchronize_session=False)
     ).all()
@@ -121,7 +128,7 @@ def close(keys: list[SlotKey]) -> set[SlotKey]:
         return set()
     rows = db.session.execute(
         delete(ProbeLease)
-        .where(tuple_(ProbeLease.probe_id, ProbeLease.slot_ms).in_(keys))
+        .where(keys_in((ProbeLease.probe_id, ProbeLease.slot_ms), keys))
         .returning(ProbeLease.probe_id, ProbeLease.slot_ms)
         .execution_options(synchronize_session=False)
     ).all()

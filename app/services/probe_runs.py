@@ -35,6 +35,7 @@ from app.probes.conditions import Conditions
 from app.services import leases, result_store, run_losses, task_queue
 from app.services.probe_executor import Finished, ProbeExecutor, ProbeJob
 from app.services.result_store import MeasuredRun
+from app.services.bulk import ids_in
 from app.services.result_writer import ResultWriter
 from app.services.scheduling import now_ms
 
@@ -110,7 +111,7 @@ def _probe_rows(tenant_id: int, probe_ids: list[int]) -> dict[int, Mapping[str, 
         return {}
     table = Probe.__table__
     rows = db.session.execute(
-        select(table).where(table.c.tenant_id == tenant_id, table.c.id.in_(probe_ids))).mappings()
+        select(table).where(table.c.tenant_id == tenant_id, ids_in(table.c.id, probe_ids))).mappings()
     return {row["id"]: row for row in rows}
 
 

@@ -23,11 +23,12 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from redis.exceptions import RedisError
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, select
 
 from app.core.redis_client import get_redis
 from app.extensions import db
 from app.models import ProbeLease, ProbeResult, ProbeRunLoss
+from app.services.bulk import keys_in
 from app.services.scheduling import ClaimedRun
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def forget(keys: list[tuple[int, int]]) -> None:
     if keys:
         db.session.execute(
             delete(ProbeRunLoss)
-            .where(ProbeRunLoss.reason != "missed", tuple_(ProbeRunLoss.probe_id, ProbeRunLoss.slot_ms).in_(keys))
+            .where(ProbeRunLoss.reason != "missed", keys_in((ProbeRunLoss.probe_id, ProbeRunLoss.slot_ms), keys))
             .execution_options(synchronize_session=False)
         )
 
