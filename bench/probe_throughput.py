@@ -339,12 +339,22 @@ def _tree(root: int, parents: dict[int, int]) -> list[int]:
     return pids
 
 
-def _rss_kib(pid: int) -> int:
+def _memory_kib(pid: int, path: str, field_name: str) -> int:
     with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+            if line.startswith(field_name):
                 return int(line.split()[1])
     return 0
+
+
+def _rss_kib(pid: int) -> int:
+    return _memory_kib(pid, "status", "VmRSS:")
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared by several processes (a prefork parent and its
+    children share the imported code) count in each by their share, not in full."""
+    return _memory_kib(pid, "smaps_rollup", "Pss:")
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -374,6 +384,7 @@ class Sampler:
     window_start: float
     queue_peak: int = 0
     rss_peak_kib: dict[str, int] = field(default_factory=dict)  # peak of the summed RSS, per role
+    pss_peak_kib: dict[str, int] = field(default_factory=dict)  # the same for PSS
     _ticks: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
     _baseline: dict[str, int] | None = None
     _baseline_at: float = 0.0
@@ -410,15 +421,19 @@ class Sampler:
     def _sample_processes(self) -> None:
         parents = _parents()
         rss: dict[str, int] = defaultdict(int)
+        pss: dict[str, int] = defaultdict(int)
         roles: dict[str, list[int]] = {"bench": [os.getpid()]}
         for child in self.children.items:
             tree = _tree(child.process.pid, parents)
             roles.setdefault(child.role, []).extend(tree)
             rss[child.role] += sum(_rss_kib(pid) for pid in tree)
+            pss[child.role] += sum(_pss_kib(pid) for pid in tree)
         if self.database_name:
             roles["postgres"] = _postgres_backends(self.database_name)
         for role, kib in rss.items():
             self.rss_peak_kib[role] = max(self.rss_peak_kib.get(role, 0), kib)
+        for role, kib in pss.items():
+            self.pss_peak_kib[role] = max(self.pss_peak_kib.get(role, 0), kib)
         for role, pids in roles.items():
             for pid in pids:
                 ticks = _cpu_ticks(pid)
@@ -465,6 +480,8 @@ class Results:
     queue_peak: int
     worker_rss_peak_mib: float
     beat_rss_peak_mib: float
+    worker_pss_peak_mib: float
+    beat_pss_peak_mib: float
     cores: dict[str, float]
     listen_overflows: int
     load_before: float
@@ -556,6 +573,8 @@ def measure(fleet: Fleet, window: Window, sampler: Sampler, overflows_before: in
         queue_peak=sampler.queue_peak,
         worker_rss_peak_mib=sampler.rss_peak_kib.get("worker", 0) / 1024,
         beat_rss_peak_mib=sampler.rss_peak_kib.get("beat", 0) / 1024,
+        worker_pss_peak_mib=sampler.pss_peak_kib.get("worker", 0) / 1024,
+        beat_pss_peak_mib=sampler.pss_peak_kib.get("beat", 0) / 1024,
         cores=sampler.cores_used(window.end),
         listen_overflows=listen_overflows() - overflows_before,
         load_before=load_before,
@@ -633,6 +652,8 @@ def report(args: argparse.Namespace, results: Results) -> str:
         ("peak network_probes queue length (messages)", f"{results.queue_peak:,}"),
         ("peak RSS: workers (all processes) / beats (all)",
          f"{results.worker_rss_peak_mib:,.0f} MiB / {results.beat_rss_peak_mib:,.0f} MiB"),
+        ("peak PSS (shared pages divided among the processes): workers / beats",
+         f"{results.worker_pss_peak_mib:,.0f} MiB / {results.beat_pss_peak_mib:,.0f} MiB"),
         ("CPU cores used in window", cores),
         ("**worker CPU per stored run**", f"**{worker_ms_per_run:.2f} ms**"),
         ("TCP listen-queue overflows (system-wide; > 0: targets dropped connections)",

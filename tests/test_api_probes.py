@@ -277,6 +277,17 @@ class TestCredentialHeaders:
 class TestProtocolSpecs:
     """Each protocol takes its own spec; changing the protocol changes the spec with it."""
 
+    def test_a_changed_probe_runs_with_its_new_settings(self, api: Api, targets: LoopbackTargets) -> None:
+        # A worker prepares a probe's spec once per version of its row: a change must show at the next run.
+        tenant_id, op = operator(api)
+        probe = create(op, target=f"{targets.http_url}/ok", spec={"expect": "ok"})
+        assert run_stored(tenant_id, probe["id"])[0]["status"] == "success"
+
+        changed = op.patch(f"{API}/probes/{probe['id']}", json={"spec": {"expect": "never in the body"}})
+        assert changed.status_code == 200, changed.json
+
+        assert run_stored(tenant_id, probe["id"])[0]["status"] == "failed"
+
     def test_a_tcp_payload_keeps_its_whitespace_and_speaks_redis(self, api: Api, targets: LoopbackTargets) -> None:
         tenant_id, op = operator(api)
         probe = create(op, protocol="tcp", target=targets.tcp_resp, spec={"body": "PING\r\n", "expect": "+PONG\r\n"})

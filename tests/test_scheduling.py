@@ -77,6 +77,21 @@ class TestClaim:
         assert _probe(probe.id).next_run_at == now - 100 + INTERVAL_MS
         assert _probe(not_due.id).next_run_at == now + 5_000
 
+    def test_moving_along_the_schedule_is_not_a_change_to_the_probe(self, app: Flask) -> None:
+        tenant = make_tenant()
+        probe = make_probe(tenant.id, "http://127.0.0.1:9/")
+        now = scheduling.now_ms()
+        _set_next_run(probe.id, now - 100)
+        changed_at = _probe(probe.id).updated_at
+
+        scheduling.claim_due(now, limit=100)
+        db.session.commit()
+        scheduling.restart([probe.id])
+        scheduling.reconcile()
+
+        assert _probe(probe.id).next_run_at != now - 100
+        assert _probe(probe.id).updated_at == changed_at  # what the API shows as the last change
+
     def test_missed_slots_are_skipped_and_counted_not_replayed(self, app: Flask) -> None:
         tenant = make_tenant()
         probe = make_probe(tenant.id, "http://127.0.0.1:9/")

@@ -84,19 +84,12 @@ _prepared: dict[tuple[int, Any], _Prepared] = {}
 
 
 def _prepare(probe: Mapping[str, Any]) -> _Prepared:
-    key = (probe["id"], probe["updated_at"])
-    found = _prepared.get(key)
-    if found is None:
-        try:
-            found = _Prepared(stored_spec(probe["protocol"], probe["target"], probe["timeout_seconds"], probe["spec"]),
-                              Conditions.parse(probe["conditions"]), None)
-        except ValueError as exc:
-            spec = ProbeSpec(protocol=probe["protocol"], target=probe["target"], timeout=probe["timeout_seconds"])
-            found = _Prepared(spec, Conditions(), f"the probe's settings are not valid: {_one_line(exc)}")
-        if len(_prepared) >= _PREPARED_MAX:
-            _prepared.clear()
-        _prepared[key] = found
-    return found
+    try:
+        return _Prepared(stored_spec(probe["protocol"], probe["target"], probe["timeout_seconds"], probe["spec"]),
+                         Conditions.parse(probe["conditions"]), None)
+    except ValueError as exc:
+        spec = ProbeSpec(protocol=probe["protocol"], target=probe["target"], timeout=probe["timeout_seconds"])
+        return _Prepared(spec, Conditions(), f"the probe's settings are not valid: {_one_line(exc)}")
 
 
 def _one_line(exc: ValueError) -> str:
@@ -106,19 +99,45 @@ def _one_line(exc: ValueError) -> str:
     return str(exc).splitlines()[0]
 
 
-def _probe_rows(tenant_id: int, probe_ids: list[int]) -> dict[int, Mapping[str, Any]]:
+@dataclass(frozen=True)
+class _Probe:
+    id: int
+    tenant_id: int
+    scheduled: bool  # enabled and an auto probe
+    prepared: _Prepared
+
+
+def _probes(tenant_id: int, probe_ids: list[int]) -> dict[int, _Probe]:
+    """The tenant's probes among ``probe_ids``, with their prepared spec and conditions.
+
+    The settings columns (JSON) are read only for rows whose version has not been
+    prepared in this process yet: scheduled runs read the same probes every interval.
+    """
     if not probe_ids:
         return {}
     table = Probe.__table__
-    rows = db.session.execute(
-        select(table).where(table.c.tenant_id == tenant_id, ids_in(table.c.id, probe_ids))).mappings()
-    return {row["id"]: row for row in rows}
+    states = db.session.execute(
+        select(table.c.id, table.c.tenant_id, table.c.enabled, table.c.auto_probe, table.c.updated_at)
+        .where(table.c.tenant_id == tenant_id, ids_in(table.c.id, probe_ids))).all()
+    versions = {row.id: (row.id, row.updated_at) for row in states}
+    unprepared = [row.id for row in states if versions[row.id] not in _prepared]
+    if unprepared:
+        if len(_prepared) + len(unprepared) > _PREPARED_MAX:
+            _prepared.clear()
+        settings = db.session.execute(
+            select(table.c.id, table.c.updated_at, table.c.protocol, table.c.target, table.c.timeout_seconds,
+                   table.c.spec, table.c.conditions).where(ids_in(table.c.id, unprepared))).mappings()
+        for row in settings:  # changed since the first read? then this newer version is the one run
+            versions[row["id"]] = (row["id"], row["updated_at"])
+            _prepared[versions[row["id"]]] = _prepare(row)
+    return {row.id: _Probe(row.id, row.tenant_id, row.enabled and row.auto_probe, _prepared[versions[row.id]])
+            for row in states if versions[row.id] in _prepared}
 
 
-def _job(probe: Mapping[str, Any], run_key: str, probe_type: str, slot_ms: int | None = None) -> ProbeJob:
-    prepared = _prepare(probe)
+def _job(probe: _Probe, run_key: str, probe_type: str, slot_ms: int | None = None) -> ProbeJob:
+    prepared = probe.prepared
     return ProbeJob(spec=prepared.spec, conditions=prepared.conditions, problem=prepared.problem,
-                    tenant_id=probe["tenant_id"], probe_id=probe["id"], run_key=run_key,
+                    tenant_id=probe.tenant_id, probe_id=probe.id, run_key=run_key,
                     probe_type=probe_type, slot_ms=slot_ms)
 
 
@@ -229,7 +248,7 @@ def execute_runs(tenant_id: int, requests: list[RunRequest], probe_type: str,
     """
     report: dict[int, dict[str, Any]] = {}
     if already_measured is None:
-        probes = _probe_rows(tenant_id, [request.probe_id for request in requests])
+        probes = _probes(tenant_id, [request.probe_id for request in requests])
         jobs = []
         for request in requests:
             probe = probes.get(request.probe_id)
@@ -282,11 +301,11 @@ def start_scheduled(tenant_id: int, probe_ids: list[int], scheduled_for: dict[st
     if not current.executor.wait_for_capacity(len(wanted), CAPACITY_WAIT_SECONDS):
         raise RuntimeError(f"{current.executor.in_flight} probes in flight: no room for {len(wanted)} more")
     owned = leases.start(tenant_id, wanted, now_ms())
-    probes = _probe_rows(tenant_id, [pid for pid, _ in owned])
+    probes = _probes(tenant_id, [pid for pid, _ in owned])
     jobs, dropped = [], []
     for probe_id, slot_ms in sorted(owned):
         probe = probes.get(probe_id)
-        if probe is not None and probe["enabled"] and probe["auto_probe"]:
+        if probe is not None and probe.scheduled:
             jobs.append(_job(probe, f"auto:{slot_ms}", "auto", slot_ms))
         else:
             dropped.append((probe_id, slot_ms))  # disabled since it was claimed: not a loss

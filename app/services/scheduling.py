@@ -68,9 +68,16 @@ def restart(probe_ids: list[int], now: int | None = None, first_in_ms: int | Non
     first = (literal(now + first_in_ms, BigInteger) if first_in_ms is not None
              else literal(now, BigInteger) + (Probe.id * _SPREAD_FACTOR) % (Probe.interval_seconds * 1000))
     db.session.execute(
-        update(Probe).where(Probe.id.in_(probe_ids), _schedulable()).values(next_run_at=first)
+        update(Probe).where(Probe.id.in_(probe_ids), _schedulable())
+        .values(next_run_at=first, **_KEEP_UPDATED_AT)
         .execution_options(synchronize_session=False))
     db.session.commit()
+
+
+# Moving a probe along its schedule is not a change to the probe: without this, the column's
+# ``onupdate`` would stamp ``updated_at`` on every claim (what users read as "last changed",
+# and what workers key their prepared specs on).
+_KEEP_UPDATED_AT = {"updated_at": Probe.updated_at}
 
 
 def _schedulable():  # type: ignore[no-untyped-def]
@@ -88,13 +95,14 @@ def reconcile(now: int | None = None) -> dict[str, int]:
     scheduled = db.session.execute(
         update(Probe)
         .where(_schedulable(), Probe.next_run_at.is_(None))
-        .values(next_run_at=literal(now, BigInteger) + (Probe.id * _SPREAD_FACTOR) % interval_ms)
+        .values(next_run_at=literal(now, BigInteger) + (Probe.id * _SPREAD_FACTOR) % interval_ms,
+                **_KEEP_UPDATED_AT)
         .execution_options(synchronize_session=False)
     ).rowcount
     unscheduled = db.session.execute(
         update(Probe)
         .where(~_schedulable(), Probe.next_run_at.is_not(None))
-        .values(next_run_at=None)
+        .values(next_run_at=None, **_KEEP_UPDATED_AT)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
@@ -125,6 +133,7 @@ def claim_due(now: int, limit: int) -> list[ClaimedRun]:
             next_run_at=Probe.next_run_at + interval_ms * (elapsed_slots + 1),
             missed_runs=Probe.missed_runs + elapsed_slots,
             last_missed_slots=elapsed_slots,
+            **_KEEP_UPDATED_AT,
         )
         .returning(Probe.id, Probe.tenant_id, Probe.next_run_at, Probe.interval_seconds, Probe.timeout_seconds,
                    Probe.last_missed_slots)
