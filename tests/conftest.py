@@ -114,16 +114,22 @@ def clean_redis(redis_client: redis.Redis) -> redis.Redis:
     return redis_client
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL of a scratch PostgreSQL database that lives for the test session."""
+def scratch_postgres(prefix: str) -> Iterator[str]:
+    """A scratch database's URL for as long as the caller iterates (a fixture body); skipped
+    without a server, except in CI (``CI`` set), where that is an error."""
     try:
-        with scratch_database(TEST_POSTGRES_URL, "admin_mit_test") as url:
+        with scratch_database(TEST_POSTGRES_URL, prefix) as url:
             yield url
     except PostgresUnavailable as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI: {exc}")
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a scratch PostgreSQL database that lives for the test session."""
+    yield from scratch_postgres("admin_mit_test")
 
 
 def subprocess_environ(instance: Path, database_url: str) -> dict[str, str]:

@@ -156,3 +156,25 @@ def test_a_terminated_command_stops_its_temporary_server(instance: Instance, tar
             command.wait()
     assert "Traceback" not in instance.log("run.log")
     assert nothing_runs(instance)
+
+
+def test_a_termination_during_the_servers_start_is_handled_once_it_is_marked_temporary() -> None:
+    """The window between starting a temporary server and marking it as one: a SIGTERM there
+    must not end the command before the marker exists (the clean-up would not stop the server)."""
+    from app.core.embedded_redis import _termination_held
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, leave)
+    steps = []
+    try:
+        with pytest.raises(SystemExit) as ended:
+            with _termination_held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                steps.append("marked temporary")  # still reached: the signal waits for the block's end
+            steps.append("after the block")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert steps == ["marked temporary"] and ended.value.code == 128 + signal.SIGTERM

@@ -8,7 +8,6 @@ downgrade.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,8 +19,7 @@ from sqlalchemy import inspect, text
 from app import create_app
 from app.extensions import db
 from app.probes import stored_spec
-from tests.conftest import TEST_POSTGRES_URL, settings_with
-from tests.postgres import PostgresUnavailable, scratch_database
+from tests.conftest import scratch_postgres, settings_with
 
 # What probes looked like at 0003: one row per protocol, with the values the old columns held.
 OLD_ROWS: dict[str, dict[str, Any]] = {
@@ -48,13 +46,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrations.db'}"
         return
-    try:
-        with scratch_database(TEST_POSTGRES_URL, "admin_mit_migrations") as url:
-            yield url
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(str(exc))
+    yield from scratch_postgres("admin_mit_migrations")
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ this is decided under one file lock in the instance directory.
 from __future__ import annotations
 
 import fcntl
+import signal
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 from typing import IO, Iterator
@@ -177,7 +179,9 @@ def in_use(settings: Settings) -> Iterator[None]:
     users = open(settings.instance_dir / USERS_FILE, "a")
     process = None
     try:
-        with _start_lock(settings):
+        # A SIGTERM or Ctrl-C between starting the server and marking it temporary would
+        # leave it running with nobody to stop it: such signals wait until it is marked.
+        with _termination_held(), _start_lock(settings):
             if not is_running(settings):
                 process = _spawn(settings, detached_output=True)
                 _set_temporary(settings, True)
@@ -218,6 +222,28 @@ def stop(settings: Settings, timeout: float = 10.0) -> bool:
     while settings.embedded_redis_socket.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
+
+
+@contextmanager
+def _termination_held() -> Iterator[None]:
+    """Defer SIGTERM, SIGHUP and SIGINT to the end of the block (main thread only).
+
+    Deferred by Python handlers, not a blocked signal mask, which the server started in
+    the block would inherit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])
 
 
 class _start_lock:
