@@ -141,7 +141,7 @@ class Tenant:
 def probe_row(tenant_id: int, index: int, now: datetime) -> dict[str, Any]:
     return {
         "tenant_id": tenant_id, "name": f"probe-{index:06d}", "protocol": "http",
-        "target": f"http://10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}/health",
+        "target": f"http://127.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}/health",
         "spec": {"method": "GET", "headers": {}, "secret_headers": [], "body": None, "expect": None,
                  "verify_tls": True, "follow_redirects": True},
         "timeout_seconds": 5.0, "interval_seconds": 60, "enabled": True,

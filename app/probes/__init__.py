@@ -14,6 +14,7 @@ from app.probes.loop import new_event_loop
 from app.probes.registry import (
     PROTOCOLS,
     REGISTRY,
+    SPEC_MODELS,
     ProbeSpecUnion,
     SpecOptionsUnion,
     UnknownProtocolError,
@@ -28,6 +29,7 @@ from app.probes.runner import run_many, run_probe
 __all__ = [
     "PROTOCOLS",
     "REGISTRY",
+    "SPEC_MODELS",
     "Conditions",
     "PhaseTimings",
     "ProbeError",

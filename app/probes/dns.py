@@ -103,7 +103,7 @@ class DnsSpec(ProbeSpec):
     expected_answers: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
         default_factory=list, max_length=50,
         description="Records that must all be among the answers, written as the record reads "
-                    "(“10.0.0.1”, “10 mail.example.com”, a TXT record's text); case and a trailing dot "
+                    "(“127.0.0.1”, “10 mail.example.com”, a TXT record's text); case and a trailing dot "
                     "do not matter. Empty: any answer.")
 
     @field_validator("resolver")

@@ -68,7 +68,7 @@ _IPV6_HEADER = 40
 class IcmpSpec(ProbeSpec):
     """Echo requests to a host: it passes if at most ``max_packet_loss_percent`` of them go unanswered."""
 
-    TARGET_HELP = "a host name or IP address, without a port (e.g. 10.0.0.1, ::1, router.example.com)"
+    TARGET_HELP = "a host name or IP address, without a port (e.g. 127.0.0.1, ::1, router.example.com)"
 
     protocol: Literal["icmp"]
     count: int = Field(3, ge=1, le=20, description="Echo requests sent.")

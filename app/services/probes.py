@@ -22,7 +22,7 @@ from app.core.config import active_settings
 from app.extensions import db
 from app.models import Probe, ProbeGroup
 from app.models.base import MAX_ID
-from app.probes import PROTOCOLS, SpecOptionsUnion, spec_model, stored_spec
+from app.probes import PROTOCOLS, SPEC_MODELS, SpecOptionsUnion, spec_model, stored_spec, validate_target
 from app.probes.conditions import Conditions
 from app.probes.fields import MASK
 from app.services import scheduling, status_cache
@@ -31,8 +31,7 @@ from app.services.errors import ConflictError, InvalidInputError, NotFoundError,
 MAX_INTERVAL_SECONDS = 86400
 
 
-_TARGETS = "; ".join(f"{model.protocols()[0] if len(model.protocols()) == 1 else '/'.join(model.protocols())}: "
-                     f"{model.TARGET_HELP}" for model in dict.fromkeys(spec_model(p) for p in PROTOCOLS))
+_TARGETS = "; ".join(f"{'/'.join(model.protocols())}: {model.TARGET_HELP}" for model in SPEC_MODELS)
 
 
 class ProbeInput(BaseModel):
@@ -93,7 +92,7 @@ class ProbeInput(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> "ProbeInput":
         try:
-            self.target = spec_model(self.protocol).normalise_target(self.protocol, self.target)
+            self.target = validate_target(self.protocol, self.target)
         except ValueError as exc:
             raise _rule_broken("target", str(exc)) from None
         settings = active_settings().probes
