@@ -5,6 +5,9 @@ bookkeeping the bottleneck and put a scheduling message on the queue per
 probe). Instead, between its own entries, beat claims due probes straight from
 the database (``services.dispatch``), so no scheduling message ever waits in a
 queue. Claims are compare-and-set, so running two beats is safe.
+
+``BeatCommand`` is what ``celery … beat`` runs (``AdminMitCelery.Beat``): Celery's own,
+with a stop signal during start-up handled.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import logging
 import time
 from typing import Any
 
+from celery import beat
+from celery.apps.beat import Beat
 from celery.beat import PersistentScheduler
 
 from app.celery_app import get_flask_app
@@ -46,3 +51,20 @@ class ProbeDispatchScheduler(PersistentScheduler):
                          active_settings().probes.dispatch_interval_seconds)
         except Exception as exc:  # keep beat alive: the next tick retries
             log.error("dispatching due probes failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+
+
+class _BeatService(beat.Service):
+    def sync(self) -> None:
+        """Save and close the scheduler on SIGTERM/SIGINT, if it has been built.
+
+        Celery's handler calls this at any moment; during start-up, while the scheduler
+        is still being imported or built, reaching for it would build a second one inside
+        the first and exit with a traceback. Nothing is open yet then, so nothing to save.
+        """
+        if "scheduler" in self.__dict__:  # the cached property has been filled
+            self.scheduler.close()
+        self._is_stopped.set()
+
+
+class BeatCommand(Beat):
+    Service = _BeatService

@@ -226,6 +226,41 @@ def test_guide_command_gets_ready_and_stops_cleanly(env: Env, start: Callable[[l
         assert "Warm shutdown" in running.log
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.3], ids=["at-start", "shortly-after"])
+def test_beat_told_to_stop_while_starting_stops_cleanly(env: Env, start: Callable[[list[str], str], Started],
+                                                        delay: float) -> None:
+    """supervisor may stop beat the moment it starts: while its scheduler is still being built."""
+    running = start(["-A", "celery_worker.celery", "beat", "--loglevel=info"], "beat-early-stop")
+    running.wait_for_line("beat: Starting...")
+    time.sleep(delay)
+
+    assert running.stop() == 0, running.log
+    assert _live_members(running.process.pid) == []
+    assert "Traceback" not in running.log
+
+
+def test_beat_stop_signal_while_its_scheduler_is_built_builds_no_second_one(tmp_path: Path) -> None:
+    """The moment the subprocess test above can only hit by luck, made certain: Celery's
+    SIGTERM handler runs while the scheduler is still being built."""
+    from celery.beat import PersistentScheduler
+
+    from app.celery_app import celery
+
+    built: list[PersistentScheduler] = []
+
+    class InterruptedWhileBuilding(PersistentScheduler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            built.append(self)
+            service.sync()  # what the SIGTERM handler does, before raising SystemExit
+            super().__init__(*args, **kwargs)
+
+    service = celery.Beat().Service(app=celery, scheduler_cls=InterruptedWhileBuilding,
+                                    schedule_filename=str(tmp_path / "schedule"))
+    assert isinstance(service.scheduler, InterruptedWhileBuilding)
+    assert len(built) == 1
+    service.scheduler.close()
+
+
 def test_guide_flower_command_serves_its_ui(env: Env, start: Callable[[list[str], str], Started]) -> None:
     pytest.importorskip("flower")
     port = free_port()
