@@ -33,6 +33,7 @@ PROBE_QUEUE = "network_probes"
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 SETTLE_MARGIN = 5.0  # seconds a dispatched run may take to be stored, on top of its interval
+BEAT_START_SECONDS = 5.0  # the first slot comes this long after the beats are started
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -200,8 +201,12 @@ def create_fleet(args: argparse.Namespace, http_ports: dict[str, int] | None, lo
     return Fleet(tenant.id, category, target, timeout)
 
 
-def anchor_schedule(tenant_id: int) -> None:
-    """Give the probes fresh first slots from now, so worker start-up does not count as missed runs."""
+def anchor_schedule(tenant_id: int, first_slot: float) -> None:
+    """Give the probes fresh first slots from ``first_slot`` (epoch seconds) on.
+
+    Slots that passed while the workers and beats were starting would run late together
+    and measure start-up, not the pipeline running.
+    """
     from sqlalchemy import update
 
     from app.extensions import db
@@ -210,7 +215,7 @@ def anchor_schedule(tenant_id: int) -> None:
 
     db.session.execute(update(Probe).where(Probe.tenant_id == tenant_id).values(next_run_at=None, missed_runs=0))
     db.session.commit()
-    reconcile()
+    reconcile(now=int(first_slot * 1000))
 
 
 def count_unfinished_slots(interval: int, timeout: float) -> None:
@@ -688,9 +693,9 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> tup
 
     start_workers(children, args.workers, args.concurrency)
     wait_for_workers(children, args.workers)
-    anchor_schedule(fleet.tenant_id)
+    started = time.time() + BEAT_START_SECONDS
+    anchor_schedule(fleet.tenant_id, started)
     overflows = listen_overflows()
-    started = time.time()
     start_beats(children, args.beats)
     sampler = Sampler(children, database_url.rpartition("/")[2] if args.database is None else None,
                       window_start=started + args.warmup)

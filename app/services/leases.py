@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import BigInteger, case, delete, literal, select, tuple_, update
+from sqlalchemy import BigInteger, Delete, Update, bindparam, case, delete, literal, select, tuple_, update
 
 from app.extensions import db
 from app.models import ProbeLease
 from app.services import run_losses
-from app.services.bulk import insert_new, keys_in
+from app.services.bulk import KeyList, dialect_name, insert_new, per_dialect
 from app.services.run_losses import Loss
 from app.services.scheduling import ClaimedRun
 
@@ -97,6 +97,25 @@ def reissue_expired(now: int, max_reissues: int, limit: int) -> list[LeasedRun]:
     return [LeasedRun(row.probe_id, row.tenant_id, row.slot_ms, row.attempt, row.stale_ms) for row in rows]
 
 
+_LEASES = ProbeLease.__table__
+_RUNS = KeyList("runs", _LEASES.c.probe_id, _LEASES.c.slot_ms, _LEASES.c.attempt)
+_SLOTS = KeyList("slots", _LEASES.c.probe_id, _LEASES.c.slot_ms)
+
+
+@per_dialect
+def _start_statement(dialect: str) -> Update:
+    now = bindparam("now", type_=BigInteger)
+    return (
+        update(_LEASES)
+        .where(_LEASES.c.tenant_id == bindparam("for_tenant"), _RUNS.condition(dialect),
+               _LEASES.c.started_ms.is_(None), _LEASES.c.stale_ms > now)
+        # A run handed over ahead of its slot waits for it: the lease runs from the later of the two.
+        .values(started_ms=now,
+                expires_ms=case((_LEASES.c.slot_ms > now, _LEASES.c.slot_ms), else_=now) + _LEASES.c.lease_ms)
+        .returning(_LEASES.c.probe_id, _LEASES.c.slot_ms)
+    )
+
+
 def start(tenant_id: int, runs: Iterable[tuple[int, int, int]], now: int) -> set[SlotKey]:
     """Mark ``(probe_id, slot_ms, attempt)`` runs started by the caller; returns those it now owns.
 
@@ -106,33 +125,22 @@ def start(tenant_id: int, runs: Iterable[tuple[int, int, int]], now: int) -> set
     keys = list(runs)
     if not keys:
         return set()
-    now_value = _now(now)
-    rows = db.session.execute(
-        update(ProbeLease)
-        .where(ProbeLease.tenant_id == tenant_id,
-               keys_in((ProbeLease.probe_id, ProbeLease.slot_ms, ProbeLease.attempt), keys),
-               ProbeLease.started_ms.is_(None), ProbeLease.stale_ms > now_value)
-        .values(started_ms=now_value,
-                # A run handed over ahead of its slot waits for it: the lease runs from the later of the two.
-                expires_ms=case((ProbeLease.slot_ms > now_value, ProbeLease.slot_ms), else_=now_value)
-                + ProbeLease.lease_ms)
-        .returning(ProbeLease.probe_id, ProbeLease.slot_ms)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return {(row.probe_id, row.slot_ms) for row in rows}
+    rows = db.session.execute(_start_statement(), {"for_tenant": tenant_id, "now": now,
+                                                   **_RUNS.bind(dialect_name(), keys)}).all()
+    return {(probe_id, slot_ms) for probe_id, slot_ms in rows}
+
+
+@per_dialect
+def _close_statement(dialect: str) -> Delete:
+    return delete(_LEASES).where(_SLOTS.condition(dialect)).returning(_LEASES.c.probe_id, _LEASES.c.slot_ms)
 
 
 def close(keys: list[SlotKey]) -> set[SlotKey]:
     """Delete the leases of stored slots; returns the keys that still had one."""
     if not keys:
         return set()
-    rows = db.session.execute(
-        delete(ProbeLease)
-        .where(keys_in((ProbeLease.probe_id, ProbeLease.slot_ms), keys))
-        .returning(ProbeLease.probe_id, ProbeLease.slot_ms)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return {(row.probe_id, row.slot_ms) for row in rows}
+    rows = db.session.execute(_close_statement(), _SLOTS.bind(dialect_name(), keys)).all()
+    return {(probe_id, slot_ms) for probe_id, slot_ms in rows}
 
 
 def sweep_stale(now: int, grace_ms: int, limit: int) -> list[Loss]:

@@ -61,6 +61,13 @@ class Finished:
 OnFinished = Callable[[Finished], None]
 
 
+def _start_at(job: ProbeJob) -> float | None:
+    """When a dispatcher's run starts (epoch seconds): its slot, rounded up to a start step."""
+    if job.slot_ms is None:
+        return None
+    return math.ceil(job.slot_ms / START_STEP_MS) * START_STEP_MS / 1000
+
+
 class ProbeExecutor:
     def __init__(self, max_in_flight: int) -> None:
         self.max_in_flight = max_in_flight
@@ -147,11 +154,28 @@ class ProbeExecutor:
             self._in_flight += delta
 
     def _launch(self, jobs: list[ProbeJob], on_finished: OnFinished) -> None:
+        """Start the jobs due now; the others together on a timer for their start step."""
         assert self._loop is not None
+        due_at: dict[float, list[ProbeJob]] = {}
+        now = time.time()
         for job in jobs:
-            task = self._loop.create_task(self._run_one(job, on_finished))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            start_at = _start_at(job)
+            if start_at is None or start_at <= now:
+                self._start(job, on_finished)
+            else:
+                due_at.setdefault(start_at, []).append(job)
+        for start_at, group in due_at.items():
+            self._loop.call_later(start_at - now + SLOT_WAIT_SLACK, self._start_all, group, on_finished)
+
+    def _start_all(self, jobs: list[ProbeJob], on_finished: OnFinished) -> None:
+        for job in jobs:
+            self._start(job, on_finished)
+
+    def _start(self, job: ProbeJob, on_finished: OnFinished) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(self._run_one(job, on_finished))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run_all(self, jobs: list[ProbeJob]) -> list[Finished]:
         finished: list[Finished] = []
@@ -160,8 +184,8 @@ class ProbeExecutor:
         return sorted(finished, key=lambda item: order[id(item.job)])
 
     async def _run_one(self, job: ProbeJob, on_finished: OnFinished) -> None:
-        if job.slot_ms is not None:  # dispatched ahead of its slot: it starts on time, not early
-            start_at = math.ceil(job.slot_ms / START_STEP_MS) * START_STEP_MS / 1000
+        start_at = _start_at(job)
+        if start_at is not None:  # dispatched ahead of its slot: it starts on time, not early
             while (early := start_at - time.time()) > 0:
                 # The loop's timers have millisecond resolution and may fire a little early:
                 # sleeping exactly ``early`` again and again would spin until the slot.

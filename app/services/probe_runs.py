@@ -21,10 +21,10 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import DateTime, Select, bindparam, select, type_coerce
 
 from app.core.config import active_settings
 from app.extensions import db
@@ -35,7 +35,7 @@ from app.probes.conditions import Conditions
 from app.services import leases, result_store, run_losses, task_queue
 from app.services.probe_executor import Finished, ProbeExecutor, ProbeJob
 from app.services.result_store import MeasuredRun
-from app.services.bulk import ids_in
+from app.services.bulk import KeyList, dialect_name, per_dialect
 from app.services.result_writer import ResultWriter
 from app.services.scheduling import now_ms
 
@@ -99,12 +99,33 @@ def _one_line(exc: ValueError) -> str:
     return str(exc).splitlines()[0]
 
 
-@dataclass(frozen=True)
-class _Probe:
+class _Probe(NamedTuple):  # a tuple: built for every run
     id: int
     tenant_id: int
     scheduled: bool  # enabled and an auto probe
     prepared: _Prepared
+
+
+_PROBES = Probe.__table__
+_IDS = KeyList("ids", _PROBES.c.id)
+
+
+# The row's version, as the driver reads it: compared, never shown, so not converted.
+_VERSION = type_coerce(_PROBES.c.updated_at, DateTime()).label("updated_at")
+
+
+@per_dialect
+def _states_statement(dialect: str) -> Select[Any]:
+    table = _PROBES
+    return (select(table.c.id, table.c.tenant_id, table.c.enabled, table.c.auto_probe, _VERSION)
+            .where(table.c.tenant_id == bindparam("tenant_id"), _IDS.condition(dialect)))
+
+
+@per_dialect
+def _settings_statement(dialect: str) -> Select[Any]:
+    table = _PROBES
+    return (select(table.c.id, _VERSION, table.c.protocol, table.c.target, table.c.timeout_seconds,
+                   table.c.spec, table.c.conditions).where(_IDS.condition(dialect)))
 
 
 def _probes(tenant_id: int, probe_ids: list[int]) -> dict[int, _Probe]:
@@ -115,23 +136,24 @@ def _probes(tenant_id: int, probe_ids: list[int]) -> dict[int, _Probe]:
     """
     if not probe_ids:
         return {}
-    table = Probe.__table__
-    states = db.session.execute(
-        select(table.c.id, table.c.tenant_id, table.c.enabled, table.c.auto_probe, table.c.updated_at)
-        .where(table.c.tenant_id == tenant_id, ids_in(table.c.id, probe_ids))).all()
-    versions = {row.id: (row.id, row.updated_at) for row in states}
-    unprepared = [row.id for row in states if versions[row.id] not in _prepared]
+    dialect = dialect_name()
+    states = [tuple(row) for row in db.session.execute(
+        _states_statement(), {"tenant_id": tenant_id, **_IDS.bind(dialect, probe_ids)}).all()]
+    versions = {state[0]: (state[0], state[4]) for state in states}
+    unprepared = [probe_id for probe_id, version in versions.items() if version not in _prepared]
     if unprepared:
         if len(_prepared) + len(unprepared) > _PREPARED_MAX:
             _prepared.clear()
-        settings = db.session.execute(
-            select(table.c.id, table.c.updated_at, table.c.protocol, table.c.target, table.c.timeout_seconds,
-                   table.c.spec, table.c.conditions).where(ids_in(table.c.id, unprepared))).mappings()
+        settings = db.session.execute(_settings_statement(), _IDS.bind(dialect, unprepared)).mappings().all()
         for row in settings:  # changed since the first read? then this newer version is the one run
             versions[row["id"]] = (row["id"], row["updated_at"])
             _prepared[versions[row["id"]]] = _prepare(row)
-    return {row.id: _Probe(row.id, row.tenant_id, row.enabled and row.auto_probe, _prepared[versions[row.id]])
-            for row in states if versions[row.id] in _prepared}
+    found = {}
+    for probe_id, tenant, enabled, auto_probe, _ in states:
+        prepared = _prepared.get(versions[probe_id])
+        if prepared is not None:
+            found[probe_id] = _Probe(probe_id, tenant, enabled and auto_probe, prepared)
+    return found
 
 
 def _job(probe: _Probe, run_key: str, probe_type: str, slot_ms: int | None = None) -> ProbeJob:

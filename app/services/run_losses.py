@@ -23,12 +23,12 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from redis.exceptions import RedisError
-from sqlalchemy import delete, func, select
+from sqlalchemy import Delete, delete, func, select
 
 from app.core.redis_client import get_redis
 from app.extensions import db
 from app.models import ProbeLease, ProbeResult, ProbeRunLoss
-from app.services.bulk import keys_in
+from app.services.bulk import KeyList, dialect_name, per_dialect
 from app.services.scheduling import ClaimedRun
 
 log = logging.getLogger(__name__)
@@ -61,14 +61,19 @@ def missed(runs: Iterable[ClaimedRun]) -> list[Loss]:
             for run in runs if run.missed > 0]
 
 
+_LOSSES = ProbeRunLoss.__table__
+_SLOTS = KeyList("slots", _LOSSES.c.probe_id, _LOSSES.c.slot_ms)
+
+
+@per_dialect
+def _forget_statement(dialect: str) -> Delete:
+    return delete(_LOSSES).where(_LOSSES.c.reason != "missed", _SLOTS.condition(dialect))
+
+
 def forget(keys: list[tuple[int, int]]) -> None:
     """Withdraw the losses counted for slots that were stored after all."""
     if keys:
-        db.session.execute(
-            delete(ProbeRunLoss)
-            .where(ProbeRunLoss.reason != "missed", keys_in((ProbeRunLoss.probe_id, ProbeRunLoss.slot_ms), keys))
-            .execution_options(synchronize_session=False)
-        )
+        db.session.execute(_forget_statement(), _SLOTS.bind(dialect_name(), keys))
 
 
 def mark_unwritten(keys: list[tuple[int, int]]) -> None:
