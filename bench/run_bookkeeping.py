@@ -24,16 +24,9 @@ import tempfile
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.postgres import scratch_database  # noqa: E402
-
-POSTGRES_SERVER = os.environ.get("ADMIN_MIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_SERVER = os.environ.get("ADMIN_MIT_TEST_REDIS", "127.0.0.1:6379")
+from bench_env import REDIS_SERVER, BenchError, scratch_postgres  # bench/ is on sys.path when run as a script
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,8 +49,7 @@ def cpu_clock(totals: dict[str, float], step: str) -> Iterator[None]:
 def main() -> int:
     args = parse_args()
     host, _, port = REDIS_SERVER.rpartition(":")
-    with tempfile.TemporaryDirectory(prefix="admin-mit-bookkeeping-") as tmp, \
-            scratch_database(POSTGRES_SERVER, "admin_mit_bench") as url:
+    with tempfile.TemporaryDirectory(prefix="admin-mit-bookkeeping-") as tmp, scratch_postgres() as url:
         os.environ.update({"ADMIN_MIT_REDIS__EMBEDDED": "false", "ADMIN_MIT_REDIS__HOST": host,
                            "ADMIN_MIT_REDIS__PORT": port, "ADMIN_MIT_REDIS__DB": str(args.redis_db),
                            "ADMIN_MIT_DATABASE__URL": url, "ADMIN_MIT_APP__INSTANCE_PATH": tmp,
@@ -126,4 +118,8 @@ def measure(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"run_bookkeeping: {exc}", file=sys.stderr)
+        sys.exit(2)

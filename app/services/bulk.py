@@ -66,10 +66,10 @@ def insert_new(table: Table, rows: list[dict[str, Any]], unique: Sequence[str],
     if not rows:
         return []
     names = tuple(rows[0])
-    if _postgres() and all(len(row) == len(names) for row in rows):
+    recordset = _as_recordset(rows) if _postgres() and all(len(row) == len(names) for row in rows) else None
+    if recordset is not None:
         statement = _recordset_insert(table, names, tuple(unique), tuple(column.name for column in returning))
-        result = db.session.execute(statement, {"rows": json.dumps(rows, default=_json_value, allow_nan=False,
-                                                                   separators=(",", ":"))})
+        result = db.session.execute(statement, {"rows": recordset})
         return list(result.all()) if returning else []
     statement = _dialect_insert(table).on_conflict_do_nothing(index_elements=list(unique))
     if returning:
@@ -78,12 +78,19 @@ def insert_new(table: Table, rows: list[dict[str, Any]], unique: Sequence[str],
     return []
 
 
+def _as_recordset(rows: list[dict[str, Any]]) -> str | None:
+    """The rows as one JSON array; None if a value has no JSON form (a NaN or infinite float),
+    for the plain statement to carry instead."""
+    try:
+        return json.dumps(rows, default=_json_value, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return None
+
+
 def _json_value(value: Any) -> str:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
+    if isinstance(value, datetime) and value.tzinfo is not None:
         return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not a column value")
+    raise ValueError(f"{type(value).__name__} is not a column value")
 
 
 @functools.lru_cache(maxsize=64)
