@@ -69,7 +69,7 @@ try:
 
     from app import create_app
 
-    flask_app = create_app(settings)
+    flask_app = create_app(settings, serve_api=False)  # workers, beat and Flower serve no API
     if _starting:
         check_broker(flask_app.extensions["celery"], attempts=STARTUP_BROKER_ATTEMPTS)
 except (ConfigError, EmbeddedRedisError, BrokerUnavailable) as exc:

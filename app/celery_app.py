@@ -214,7 +214,8 @@ def _remember_submitted(headers: dict[str, Any], body: Any = None, **_: Any) -> 
         client.set(SUBMITTED_KEY.format(task_id), marker, ex=celery.conf.result_expires)
 
 
-TASK_MODULES = ["app.tasks.network_probe_tasks"]
+TASK_MODULES = ["app.tasks.network_probe_tasks", "app.tasks.alert_tasks"]
+
 
 class AdminMitCelery(Celery):
     @cached_property

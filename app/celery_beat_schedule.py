@@ -4,6 +4,10 @@ Scheduled probes themselves are not beat entries: the beat scheduler
 (``app.beat_scheduler``) claims due probes from the database about every
 second. ``schedule-auto-probes`` reconciles the schedule and is a fallback
 dispatcher for deployments that run a different beat scheduler.
+
+``alert-housekeeping`` sends due reminders and retries, and takes over notifications
+whose worker died mid-send (their lease ran out); once a minute it also evaluates
+results no evaluation message announced (``alert-catch-up``).
 """
 
 from celery.schedules import crontab
@@ -17,6 +21,17 @@ beat_schedule = {
         'task': 'app.tasks.network_probe_tasks.cleanup_old_results',
         'schedule': crontab(hour=2, minute=0),
         'kwargs': {'days': 30},
+    },
+    'alert-housekeeping': {
+        'task': 'app.tasks.alert_tasks.alert_housekeeping',
+        'schedule': 5.0,
+        'options': {'expires': 5.0},
+    },
+    'alert-catch-up': {
+        'task': 'app.tasks.alert_tasks.alert_housekeeping',
+        'schedule': 60.0,
+        'kwargs': {'catch_up': True},
+        'options': {'expires': 60.0},
     },
     'deep-cleanup-probe-results': {
         'task': 'app.tasks.network_probe_tasks.cleanup_old_results',

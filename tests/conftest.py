@@ -92,6 +92,7 @@ from app.celery_app import QUEUES, celery, celery_init_app  # noqa: E402
 from app.core.config import Settings, load_settings  # noqa: E402
 from app.extensions import db  # noqa: E402
 from tests.postgres import PostgresUnavailable, scratch_database  # noqa: E402
+from tests.receivers import WebhookReceiver  # noqa: E402
 from tests.targets import LoopbackTargets  # noqa: E402
 
 
@@ -211,7 +212,8 @@ def worker(clean_redis: redis.Redis) -> Iterator[object]:
     so it still answers inspect and revoke while a task runs."""
     from celery.contrib.testing.worker import start_worker
 
-    import app.tasks.network_probe_tasks  # noqa: F401  (register the tasks)
+    import app.tasks.alert_tasks  # noqa: F401  (register the tasks)
+    import app.tasks.network_probe_tasks  # noqa: F401
 
     with start_worker(celery, pool="threads", concurrency=1, perform_ping_check=False,
                       queues=list(QUEUES), loglevel="WARNING", shutdown_timeout=30) as started:
@@ -246,6 +248,13 @@ def prefork_worker(pg_app: Flask, postgres_url: str, tmp_path: Path) -> Iterator
 @pytest.fixture(scope="session")
 def targets() -> Iterator[LoopbackTargets]:
     with LoopbackTargets() as running:
+        yield running
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook receiver on 127.0.0.1: records every request, checks signatures."""
+    with WebhookReceiver() as running:
         yield running
 
 

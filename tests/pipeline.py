@@ -49,9 +49,8 @@ class Processes:
         self.running[name] = process
         return process
 
-    def worker(self, name: str, *options: str) -> subprocess.Popen[bytes]:
-        return self._start(name, ["worker", "--loglevel=info", "-Q", "network_probes", "-n", f"{name}@%h",
-                                  *options])
+    def worker(self, name: str, *options: str, queues: str = "network_probes") -> subprocess.Popen[bytes]:
+        return self._start(name, ["worker", "--loglevel=info", "-Q", queues, "-n", f"{name}@%h", *options])
 
     def beat(self, name: str = "beat") -> subprocess.Popen[bytes]:
         return self._start(name, ["beat", "--loglevel=info", "-s", str(self.directory / f"{name}-schedule")])
@@ -75,6 +74,15 @@ class Processes:
 
     def alive(self, name: str) -> bool:
         return self.running[name].poll() is None
+
+
+def wait_for_worker(name: str) -> None:
+    """Until a worker started with ``-n <name>@%h`` answers ``inspect``."""
+    from app import celery_utils
+    from tests.conftest import wait_for
+
+    wait_for(lambda: any(w["name"].startswith(f"{name}@") for w in celery_utils.get_worker_stats()["workers"]),
+             timeout=60, what=f"worker {name}")
 
 
 def stored_slots(probe_ids: list[int]) -> dict[int, list[int]]:

@@ -251,8 +251,9 @@ class TestCredentialHeaders:
         assert changed.status_code == 200 and changed.json["spec"]["headers"]["X-Trace"] == "changed"
         stored = db.session.get(Probe, probe["id"])
         db.session.refresh(stored)
-        assert stored.spec["headers"] == {"Authorization": "Bearer target-credential", "X-Api-Key": "k-456",
-                                          "X-Trace": "changed"}
+        # The spec names the credentials; their values are in the encrypted column only.
+        assert stored.spec["headers"] == {"Authorization": "********", "X-Api-Key": "********", "X-Trace": "changed"}
+        assert stored.secrets == {"headers": {"Authorization": "Bearer target-credential", "X-Api-Key": "k-456"}}
 
         # The target receives the real value: the echo must contain it for the run to succeed.
         report = probe_runs.execute_runs(stored.tenant_id, probe_runs.run_requests([probe["id"]], "manual", "h"),
@@ -272,6 +273,26 @@ class TestCredentialHeaders:
         assert probe["spec"]["headers"] == {"X-Tenant-Pin": "********", "X-Trace": "visible"}
         assert "pin-8812" not in str(get(op, "/probes")) and "pin-8812" not in str(get(op, f"/probes/{probe['id']}"))
         assert run_stored(tenant_id, probe["id"])[0]["status"] == "success"  # the target got the real value
+
+
+    def test_url_credentials_in_the_target_are_masked_kept_on_change_and_sent(
+        self, api: Api, targets: LoopbackTargets
+    ) -> None:
+        tenant_id, op = operator(api)
+        host = targets.http_url.removeprefix("http://")
+        target = f"http://ops:hunter2-pass@{host}/echo?token=tok-991&view=full"
+        # The echo (path, then headers) holds the query and the basic-auth token of ops:hunter2-pass only if both were sent.
+        probe = create(op, target=target, conditions={"body_regex": "tok-99[1].*b3BzOmh1bnRlcjItcGFzcw"})
+        shown = f"http://ops:********@{host}/echo?token=********&view=full"
+        assert probe["target"] == shown and get(op, f"/probes/{probe['id']}")["target"] == shown
+        assert "hunter2" not in str(get(op, "/probes")) and "tok-991" not in str(get(op, "/probes"))
+
+        changed = op.patch(f"{API}/probes/{probe['id']}", json={"target": shown, "name": "renamed"})
+        assert changed.status_code == 200 and changed.json["target"] == shown
+        stored = db.session.get(Probe, probe["id"])
+        db.session.refresh(stored)
+        assert stored.target == target  # the mask sent back did not replace the credentials
+        assert run_stored(tenant_id, probe["id"])[0]["status"] == "success"
 
 
 class TestProtocolSpecs:

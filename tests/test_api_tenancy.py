@@ -8,7 +8,11 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 
-from app.services import probe_runs
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import ProbeResult
+from app.services import alert_evaluation, probe_runs
 from tests.api import PASSWORD, Api, Caller, assert_error
 from tests.conftest import make_tenant
 
@@ -26,19 +30,29 @@ class Owned:
     user_id: int
     token_id: int
     task_id: str
+    channel_id: int
+    rule_id: int
+    alert_id: int
 
 
 def _populate(owner: Caller) -> Owned:
     group = owner.post("/api/v1/probe-groups", json={"name": "core"}).json
     probe = owner.post("/api/v1/probes", json={"name": "web", "protocol": "tcp", "target": "127.0.0.1:9",
                                                "group_id": group["id"], "interval_seconds": 60}).json
-    # A stored result, so results and stats have something to leak.
+    channel = owner.post("/api/v1/notification-channels", json={
+        "name": "hook", "kind": "webhook", "settings": {"url": "http://127.0.0.1:9/hook"}}).json
+    rule = owner.post("/api/v1/alert-rules", json={"name": "web down", "kind": "down", "probe_id": probe["id"],
+                                                   "threshold": 1, "channel_ids": [channel["id"]]}).json
+    # A stored (failed) result, so results, stats and the alert it opens have something to leak.
     probe_runs.execute_runs(owner.tenant_id or 0, probe_runs.run_requests([probe["id"]], "manual", "t1"), "manual")
+    result_id = db.session.scalar(select(ProbeResult.id).where(ProbeResult.probe_id == probe["id"]))
+    (alert_id,) = alert_evaluation.evaluate([(probe["id"], result_id)]).fired
     user = owner.post("/api/v1/users", json={"username": f"member-{uuid.uuid4().hex[:6]}",
                                              "password": PASSWORD, "role": "viewer"}).json
     token = owner.post("/api/v1/tokens", json={"name": "ci"}).json
     task = owner.post(f"/api/v1/probes/{probe['id']}/run").json
-    return Owned(group["id"], probe["id"], user["id"], token["id"], task["task_id"])
+    return Owned(group["id"], probe["id"], user["id"], token["id"], task["task_id"], channel["id"], rule["id"],
+                 alert_id)
 
 
 # Every operation on a tenant's resource by id: (method, path template, JSON body).
@@ -58,6 +72,17 @@ BY_ID = [
     ("DELETE", "/api/v1/tokens/{token_id}", None),
     ("GET", "/api/v1/tasks/{task_id}", None),
     ("POST", "/api/v1/tasks/{task_id}/revoke", None),
+    ("GET", "/api/v1/notification-channels/{channel_id}", None),
+    ("PATCH", "/api/v1/notification-channels/{channel_id}", {"enabled": False}),
+    ("DELETE", "/api/v1/notification-channels/{channel_id}", None),
+    ("POST", "/api/v1/notification-channels/{channel_id}/test", None),
+    ("GET", "/api/v1/alert-rules/{rule_id}", None),
+    ("PATCH", "/api/v1/alert-rules/{rule_id}", {"enabled": False}),
+    ("DELETE", "/api/v1/alert-rules/{rule_id}", None),
+    ("GET", "/api/v1/alerts/{alert_id}", None),
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge", {"note": "mine"}),
+    ("POST", "/api/v1/alerts/{alert_id}/resolve", {"note": "mine"}),
+    ("GET", "/api/v1/alerts/{alert_id}/notifications", None),
 ]
 # Operations by id that are not tenant resources: the platform administrator's.
 PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/purge"}
@@ -65,7 +90,7 @@ PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/pur
 
 def _missing() -> dict[str, object]:
     return {"group_id": MISSING_ID, "probe_id": MISSING_ID, "user_id": MISSING_ID, "token_id": MISSING_ID,
-            "task_id": str(uuid.uuid4())}
+            "task_id": str(uuid.uuid4()), "channel_id": MISSING_ID, "rule_id": MISSING_ID, "alert_id": MISSING_ID}
 
 
 def _call(caller: Caller, method: str, template: str, ids: dict[str, object], body: object) -> object:
@@ -104,6 +129,11 @@ def test_another_tenants_id_answers_like_a_missing_one_and_changes_nothing(
     assert owner.get(f"/api/v1/users/{owned.user_id}").json["role"] == "viewer"
     assert [t["revoked_at"] for t in owner.get("/api/v1/tokens").json["items"]] == [None]
     assert owner.get(f"/api/v1/tasks/{owned.task_id}").json["state"] != "REVOKED"
+    channel = owner.get(f"/api/v1/notification-channels/{owned.channel_id}").json
+    assert channel["enabled"] is True and channel["last_success_at"] is None and channel["last_error"] is None
+    assert owner.get(f"/api/v1/alert-rules/{owned.rule_id}").json["enabled"] is True
+    alert = owner.get(f"/api/v1/alerts/{owned.alert_id}").json
+    assert alert["status"] == "firing" and [e["to_status"] for e in alert["history"]] == ["firing"]
 
 
 def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
@@ -120,7 +150,8 @@ def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
 
 def test_lists_show_only_the_callers_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
     owner, intruder, owned = two_tenants
-    for path in ("/api/v1/probes", "/api/v1/probe-groups", "/api/v1/tokens"):
+    for path in ("/api/v1/probes", "/api/v1/probe-groups", "/api/v1/tokens", "/api/v1/notification-channels",
+                 "/api/v1/alert-rules", "/api/v1/alerts"):
         assert len(owner.get(path).json["items"]) == 1
         assert intruder.get(path).json["items"] == []
     assert owned.user_id not in [u["id"] for u in intruder.get("/api/v1/users").json["items"]]

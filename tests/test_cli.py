@@ -125,6 +125,12 @@ def test_probe_add_run_and_list(cli_env: dict[str, str], targets: LoopbackTarget
     assert listed(cli_env)[probe_id][7].startswith("success")
 
 
+def test_probe_list_masks_url_credentials(cli_env: dict[str, str], targets: LoopbackTargets) -> None:
+    host = targets.http_url.removeprefix("http://")
+    probe_id = add_probe(cli_env, f"http://ops:hunter2-pass@{host}/ok?api_key=k-77&v=2")
+    assert listed(cli_env)[probe_id][4] == f"http://ops:********@{host}/ok?api_key=********&v=2"
+
+
 def test_a_tcp_probe_sends_its_payload_with_its_line_end(cli_env: dict[str, str], targets: LoopbackTargets) -> None:
     added = admin_mit(cli_env, "probe", "add", "--tenant", "acme", "--name", f"redis-{uuid.uuid4().hex[:6]}",
                       "--protocol", "tcp", "--target", targets.tcp_resp, "--body", "PING\r\n", "--expect", "+PONG\r\n")
@@ -300,3 +306,91 @@ def test_database_without_schema_says_to_run_db_upgrade(tmp_path: Path) -> None:
     line = one_error_line(admin_mit(env, "tenant", "list"))
 
     assert "db upgrade" in line
+
+
+# --- alerting ---------------------------------------------------------------------------------
+
+def _created_id(done: subprocess.CompletedProcess[str], what: str) -> int:
+    assert done.returncode == 0, done.stderr
+    found = re.match(rf"{what} (\d+) ", done.stdout)
+    assert found, done.stdout
+    return int(found.group(1))
+
+
+def _admin_mit_stdin(env: dict[str, str], stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "app", *args], cwd=PROJECT_ROOT, env=env, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def test_channel_add_list_and_test_with_a_secret_from_stdin(cli_env: dict[str, str]) -> None:
+    from tests.receivers import WebhookReceiver
+
+    key = "cli-signing-key-0123456789"
+    with WebhookReceiver() as receiver:
+        channel_id = _created_id(_admin_mit_stdin(
+            cli_env, json.dumps({"signing_key": key}), "channel", "add", "--tenant", "acme", "--name",
+            f"hook-{uuid.uuid4().hex[:6]}", "--kind", "webhook", "--url", f"{receiver.url}/hook",
+            "--secrets-stdin"), "channel")
+        rows = {int(row.split("\t")[0]): row.split("\t")
+                for row in admin_mit(cli_env, "channel", "list").stdout.strip().splitlines()[1:]}
+        assert key not in json.dumps(rows)
+        assert json.loads(rows[channel_id][4])["signing_key"] == "********" and rows[channel_id][5] == "ok"
+
+        done = admin_mit(cli_env, "channel", "test", str(channel_id))
+        assert done.returncode == 0 and "sent" in done.stdout, done.stderr
+        assert receiver.verify(key, receiver.wait_for(1)[0])
+
+        receiver.respond_next(1, 503)
+        assert "503" in one_error_line(admin_mit(cli_env, "channel", "test", str(channel_id)))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--kind", "email"], "settings.host"),
+    (["--kind", "webhook", "--url", "ftp://127.0.0.1/"], "settings.url"),
+    (["--kind", "webhook", "--settings", "[1]"], "--settings"),
+])
+def test_a_bad_channel_is_one_error_line(cli_env: dict[str, str], args: list[str], expected: str) -> None:
+    done = admin_mit(cli_env, "channel", "add", "--tenant", "acme", "--name", f"bad-{uuid.uuid4().hex[:6]}", *args)
+    assert expected in one_error_line(done)
+
+
+def test_rule_alert_list_ack_and_resolve(cli_env: dict[str, str], worker: subprocess.Popen[bytes]) -> None:
+    from tests.receivers import WebhookReceiver
+
+    with WebhookReceiver() as receiver:
+        channel_id = _created_id(admin_mit(cli_env, "channel", "add", "--tenant", "acme", "--name",
+                                           f"hook-{uuid.uuid4().hex[:6]}", "--kind", "webhook", "--url",
+                                           f"{receiver.url}/hook"), "channel")
+        probe_id = add_probe(cli_env, f"http://127.0.0.1:{free_port()}/", "--manual-only")
+        rule_name = f"down-{uuid.uuid4().hex[:6]}"
+        rule_id = _created_id(admin_mit(cli_env, "rule", "add", "--tenant", "acme", "--name", rule_name, "--kind",
+                                        "down", "--probe", str(probe_id), "--threshold", "1", "--channel",
+                                        str(channel_id)), "rule")
+        rules = {int(row.split("\t")[0]): row.split("\t")
+                 for row in admin_mit(cli_env, "rule", "list").stdout.strip().splitlines()[1:]}
+        assert rules[rule_id][2:8] == [rule_name, "down", f"probe {probe_id}", "a failure", str(channel_id),
+                                       "enabled"]
+
+        assert admin_mit(cli_env, "probe", "run", str(probe_id)).returncode == 3  # refused: a failed result
+        firing = receiver.wait_for(1, timeout=30)[0].json
+        alert_id = firing["data"]["alert"]["id"]
+        open_rows = admin_mit(cli_env, "alert", "list", "--status", "open").stdout.strip().splitlines()[1:]
+        mine = [row.split("\t") for row in open_rows if row.split("\t")[0] == str(alert_id)]
+        assert mine and mine[0][2] == "firing" and mine[0][4] == rule_name
+
+        done = admin_mit(cli_env, "alert", "ack", str(alert_id), "--note", "on it", "--by", "alice")
+        assert done.stdout.strip() == f"alert {alert_id} acknowledged", done.stderr
+        acknowledged = receiver.wait_for(2, timeout=30)[1].json
+        assert acknowledged["event"] == "acknowledged"
+        assert acknowledged["data"]["alert"]["note"] == "on it"
+        again = one_error_line(admin_mit(cli_env, "alert", "ack", str(alert_id)))
+        assert "only a firing alert can be acknowledged" in again
+
+        done = admin_mit(cli_env, "alert", "resolve", str(alert_id), "--tenant", "acme")
+        assert done.stdout.strip() == f"alert {alert_id} resolved", done.stderr
+        assert "already resolved" in one_error_line(admin_mit(cli_env, "alert", "resolve", str(alert_id)))
+        still_open = admin_mit(cli_env, "alert", "list", "--status", "open").stdout.strip().splitlines()[1:]
+        assert str(alert_id) not in [row.split("\t")[0] for row in still_open]
+        assert "not found" in one_error_line(admin_mit(cli_env, "alert", "ack", "987654"))

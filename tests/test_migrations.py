@@ -2,7 +2,8 @@
 
 0004 moves the protocol-specific columns of ``probes`` into the ``spec`` JSON column; a probe
 saved before it must come out with the same settings, run the same way, and go back on
-downgrade.
+downgrade. 0005 moves the values of credential headers out of ``spec`` into the encrypted
+``probes.secrets``: the spec no longer holds them, the run still sends them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, text
@@ -82,7 +84,7 @@ def _columns(table: str) -> set[str]:
 def test_0004_moves_each_protocols_fields_into_its_spec_and_back(app_at_0003: Flask) -> None:
     ids = _insert_old_probes()
 
-    upgrade()
+    upgrade(revision="0004")
     db.session.remove()
 
     assert not MOVED & _columns("probes") and "spec" in _columns("probes")
@@ -105,3 +107,90 @@ def test_0004_moves_each_protocols_fields_into_its_spec_and_back(app_at_0003: Fl
         text("SELECT method, body, expect, verify_tls, follow_redirects FROM probes WHERE id = :id"),
         {"id": ids["http"]}).one()
     assert tuple(restored) == ("POST", "{}", "ok", False, False)
+
+
+# --- 0005: credential header values move out of spec into the encrypted probes.secrets -------
+
+CREDENTIAL = "Bearer migrated-credential"
+
+
+@pytest.fixture
+def app_at_0004(database_url: str) -> Iterator[Flask]:
+    flask_app = create_app(settings_with(database_url))
+    with flask_app.app_context():
+        upgrade(revision="0004")
+        yield flask_app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _raw_spec_and_secrets(probe_id: int) -> tuple[dict[str, Any], str | None]:
+    spec, secrets = db.session.execute(
+        text("SELECT CAST(spec AS TEXT), secrets FROM probes WHERE id = :id"), {"id": probe_id}).one()
+    return json.loads(spec), secrets
+
+
+def test_0005_moves_credential_headers_into_the_encrypted_column_and_back(
+    app_at_0004: Flask, targets: Any
+) -> None:
+    from app.services import probe_runs
+
+    db.session.execute(text("INSERT INTO tenants (name, created_at) VALUES ('t', CURRENT_TIMESTAMP)"))
+    tenant_id = db.session.execute(text("SELECT id FROM tenants")).scalar_one()
+    probes = sa.table("probes", *(sa.column(name) for name in (
+        "tenant_id", "name", "protocol", "target", "timeout_seconds", "interval_seconds", "enabled", "auto_probe",
+        "missed_runs", "last_missed_slots")), sa.column("spec", sa.JSON()), sa.column("conditions", sa.JSON()),
+        sa.column("created_at", sa.DateTime()), sa.column("updated_at", sa.DateTime()))
+    common = {"tenant_id": tenant_id, "timeout_seconds": 5, "interval_seconds": 60, "enabled": True,
+              "auto_probe": False, "missed_runs": 0, "last_missed_slots": 0,
+              "created_at": sa.func.current_timestamp(), "updated_at": sa.func.current_timestamp()}
+    stored_at_0004 = {"method": "GET", "headers": {"Authorization": CREDENTIAL, "X-Pin": "4711", "X-Trace": "visible"},
+                      "secret_headers": ["x-pin"], "body": None, "expect": None, "verify_tls": True,
+                      "follow_redirects": True}
+    db.session.execute(sa.insert(probes).values(
+        name="with-credentials", protocol="http", target=f"{targets.http_url}/echo", spec=stored_at_0004,
+        conditions={"body_regex": "Bearer migrated-credentia[l].*4711"}, **common))
+    db.session.execute(sa.insert(probes).values(
+        name="plain", protocol="tcp", target=targets.tcp_echo, spec={"body": "PING", "expect": None},
+        conditions={}, **common))
+    with_credentials, plain = db.session.execute(text("SELECT id FROM probes ORDER BY id")).scalars().all()
+    db.session.commit()
+
+    upgrade()
+    db.session.remove()
+
+    spec, secrets = _raw_spec_and_secrets(with_credentials)
+    assert spec == {**stored_at_0004, "headers": {"Authorization": "********", "X-Pin": "********",
+                                                  "X-Trace": "visible"}}
+    assert secrets is not None and "migrated-credential" not in secrets and "4711" not in secrets
+    assert _raw_spec_and_secrets(plain) == ({"body": "PING", "expect": None}, None)
+    # The run puts the credentials back: the echo target must have received both for the condition to hold.
+    report = probe_runs.execute_runs(tenant_id, probe_runs.run_requests([with_credentials], "manual", "m5"), "manual")
+    assert report[0]["status"] == "success", report
+    db.session.remove()  # an open read would hold the lock the downgrade's ALTER TABLE waits for
+
+    downgrade(revision="0004")
+    db.session.remove()
+
+    assert "secrets" not in _columns("probes")
+    spec = db.session.execute(text("SELECT CAST(spec AS TEXT) FROM probes WHERE id = :id"),
+                              {"id": with_credentials}).scalar_one()
+    assert json.loads(spec) == stored_at_0004
+
+
+def test_0006_creates_the_alerting_tables_and_the_schema_matches_the_models(app_at_0003: Flask) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    alerting = {"notification_channels", "alert_rules", "alert_rule_channels", "alert_states", "alerts",
+                "alert_events", "notifications", "notification_attempts"}
+    upgrade()
+    assert alerting <= set(inspect(db.engine).get_table_names())
+    with db.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
+    assert differences == []  # every model is what the migrations build, on this dialect too
+
+    downgrade(revision="0005")
+    assert not alerting & set(inspect(db.engine).get_table_names())
+    upgrade()
+    assert alerting <= set(inspect(db.engine).get_table_names())

@@ -21,7 +21,8 @@ from app.extensions import db
 from app.models import ProbeResult
 from app.services import scheduling
 from tests.conftest import make_probe, make_tenant, wait_for
-from tests.pipeline import DISPATCHING, Processes, hold, loss_rows, losses_by_reason, stored_slots, sweep_now, unaccounted_slots
+from tests.pipeline import (DISPATCHING, Processes, hold, loss_rows, losses_by_reason, stored_slots, sweep_now,
+                            unaccounted_slots, wait_for_worker)
 from tests.targets import LoopbackTargets
 
 pytestmark = pytest.mark.timeout(180)
@@ -37,13 +38,6 @@ def processes(pg_app: Flask, postgres_url: str, tmp_path: Path) -> Iterator[Proc
         yield running
     finally:
         running.stop_all()
-
-
-def _wait_for_worker(processes: Processes, name: str) -> None:
-    from app import celery_utils
-
-    wait_for(lambda: any(w["name"].startswith(f"{name}@") for w in celery_utils.get_worker_stats()["workers"]),
-             timeout=60, what=f"worker {name}")
 
 
 def _start_beat(processes: Processes) -> None:
@@ -72,7 +66,7 @@ def test_dead_targets_hold_one_probe_each_and_every_healthy_slot_is_stored(
             for _ in range(6)]
     hold(healthy + dead)
     processes.worker("w1", "--pool=prefork", "--concurrency=1")
-    _wait_for_worker(processes, "w1")
+    wait_for_worker("w1")
     _start_beat(processes)
     scheduling.restart(healthy + dead)
     since = scheduling.now_ms()
@@ -103,7 +97,7 @@ def test_runs_of_a_killed_worker_run_again_after_their_lease_and_are_stored_once
     hold([probe.id])
     targets.reset()
     processes.worker("w1", "--pool=prefork", "--concurrency=1")
-    _wait_for_worker(processes, "w1")
+    wait_for_worker("w1")
     _start_beat(processes)
     scheduling.restart([probe.id], first_in_ms=500)
     wait_for(lambda: targets.hits("/hold") == 1, timeout=30, what="the first worker to start the run")
@@ -137,7 +131,7 @@ def test_every_pool_runs_scheduled_probes(processes: Processes, targets: Loopbac
                              spec={"body": "ping", "expect": "ping"}).id)
     hold(probes)
     processes.worker("w1", *pool)
-    _wait_for_worker(processes, "w1")
+    wait_for_worker("w1")
     _start_beat(processes)
     scheduling.restart(probes)
     since = scheduling.now_ms()
@@ -166,7 +160,7 @@ def test_a_warm_shutdown_lets_the_probes_in_flight_finish_and_stores_them(
     hold(probes)
     targets.reset()
     processes.worker("w1", *pool)
-    _wait_for_worker(processes, "w1")
+    wait_for_worker("w1")
     _start_beat(processes)
     scheduling.restart(probes, first_in_ms=500)
     wait_for(lambda: targets.hits("/slow") == 8, timeout=30, what="the probes in flight")

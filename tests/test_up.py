@@ -247,3 +247,58 @@ def test_up_runs_probes_stops_on_ctrl_c_and_restarts_with_its_data(instance: Ins
         ).fetchall()
     assert sorted(stored) == [("acme", "api-made", 1), ("acme", "home", instance.results() - 1)]
     assert instance.results() > first_run >= 3
+
+
+def test_the_readme_first_alert_arrives_by_email_and_resolves(instance: Instance) -> None:
+    """README's "A first alert": a target, a probe, an email channel to a local mail server,
+    a rule, the target stopped — the mail arrives; the target back — the resolution follows."""
+    instance.admin_mit("db", "upgrade")
+    instance.admin_mit("tenant", "add", "demo")
+    smtp_port, target_port = free_port(), free_port()
+    mail_log = instance.dir / "mail.log"
+
+    def spawn_logged(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            return subprocess.Popen(command, cwd=instance.dir, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def target() -> subprocess.Popen[bytes]:
+        return spawn_logged([sys.executable, "-m", "http.server", str(target_port), "--bind", "127.0.0.1"],
+                            instance.dir / "target.log")
+
+    mail = spawn_logged([sys.executable, "-u", "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"], mail_log)
+    shop = target()
+    up = instance.spawn(["up", "--concurrency", "1"], "up.log")
+    try:
+        wait_until(lambda: " ready." in instance.log("up.log") and "beat: Starting..." in instance.log("up.log"),
+                   "worker and beat running", up, lambda: instance.log("up.log"))
+        probe = instance.admin_mit("probe", "add", "--tenant", "demo", "--name", "shop", "--protocol", "http",
+                                   "--target", f"http://127.0.0.1:{target_port}/", "--interval", "5")
+        probe_id = re.match(r"probe (\d+) ", probe.stdout).group(1)  # type: ignore[union-attr]
+        settings = {"host": "127.0.0.1", "port": smtp_port, "security": "none", "from_address": "alerts@localhost",
+                    "to_addresses": ["me@localhost"]}
+        channel = instance.admin_mit("channel", "add", "--tenant", "demo", "--name", "me", "--kind", "email",
+                                     "--settings", json.dumps(settings))
+        channel_id = re.match(r"channel (\d+) ", channel.stdout).group(1)  # type: ignore[union-attr]
+        instance.admin_mit("rule", "add", "--tenant", "demo", "--name", "shop-down", "--kind", "down",
+                           "--probe", probe_id, "--threshold", "2", "--channel", channel_id)
+        wait_until(lambda: instance.results() >= 1, "a first (healthy) result", up, lambda: instance.log("up.log"))
+
+        os.killpg(shop.pid, signal.SIGTERM)
+        shop.wait(10)
+        wait_until(lambda: "Subject: [FIRING] shop is down" in mail_log.read_text(errors="replace"),
+                   "the firing mail", up, lambda: instance.log("up.log") + mail_log.read_text(errors="replace"))
+        listed = instance.admin_mit("alert", "list", "--status", "open").stdout.strip().splitlines()
+        assert len(listed) == 2 and listed[1].split("\t")[2:5] == ["firing", "shop", "shop-down"]
+
+        shop = target()
+        wait_until(lambda: "Subject: [RESOLVED] shop is up again" in mail_log.read_text(errors="replace"),
+                   "the resolved mail", up, lambda: instance.log("up.log") + mail_log.read_text(errors="replace"))
+        assert mail_log.read_text(errors="replace").count("Subject: [FIRING]") == 1
+        assert ctrl_c(up) == 0
+        assert "Traceback" not in instance.log("up.log")
+    finally:
+        for process in (up, mail, shop):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

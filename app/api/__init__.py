@@ -35,8 +35,10 @@ def api_blueprint(name: str, description: str, *, secured: bool = True, prefix: 
 
 
 def register_api(app: OpenAPI) -> None:
-    from app.api import auth, health, operations, probe_groups, probes, results, tasks, tenants, tokens, users
+    from app.api import (alert_rules, alerts, auth, health, notification_channels, operations, probe_groups, probes,
+                         results, tasks, tenants, tokens, users)
 
-    for module in (health, auth, tenants, users, tokens, probe_groups, probes, results, tasks, operations):
+    for module in (health, auth, tenants, users, tokens, probe_groups, probes, results, tasks, operations,
+                   notification_channels, alert_rules, alerts):
         app.register_api(module.blueprint)
     register_error_handlers(app)

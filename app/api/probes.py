@@ -114,6 +114,7 @@ def _out(probe: Probe, latest: dict[str, Any] | None) -> dict[str, Any]:
                            if probe.next_run_at is not None else None)
     data["latest"] = latest
     data["spec"] = probes.shown_spec(probe)
+    data["target"] = probes.shown_target(probe)
     return ProbeOut.model_validate(data).model_dump(mode="json")
 
 

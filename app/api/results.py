@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.api import NOT_FOUND, api_blueprint
 from app.api.probes import ProbePath, StatusName
+from app.api.schemas import IsoTime
 from app.api.security import role, tenant_id
 from app.services import results, run_losses
 from app.services.errors import InvalidInputError
@@ -17,34 +17,13 @@ from app.services.errors import InvalidInputError
 blueprint = api_blueprint("results", "Stored probe results and statistics.")
 
 DEFAULT_STATS_WINDOW = timedelta(hours=24)
-_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """A time without a zone is read as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 class WindowQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime | None = Field(None, description="Inclusive, ISO 8601 (UTC when no zone is given).")
-    until: datetime | None = Field(None, description="Exclusive, ISO 8601 (UTC when no zone is given).")
-
-    @field_validator("since", "until", mode="before")
-    @classmethod
-    def _iso_only(cls, value: Any) -> Any:
-        """The document says ISO 8601; pydantic alone would also read a bare number as a Unix time."""
-        if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
-            raise ValueError("expected an ISO 8601 time, e.g. 2026-12-01T08:00:00Z")
-        return value
-
-    @field_validator("since", "until")
-    @classmethod
-    def _utc_when_naive(cls, value: datetime | None) -> datetime | None:
-        return _aware(value)
+    since: IsoTime | None = Field(None, description="Inclusive, ISO 8601 (UTC when no zone is given).")
+    until: IsoTime | None = Field(None, description="Exclusive, ISO 8601 (UTC when no zone is given).")
 
 
 class ResultsQuery(WindowQuery):

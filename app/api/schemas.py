@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.models.base import MAX_ID
 
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 # A name: 1-100 characters, not all blank (surrounding blanks are dropped).
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
+
+
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
+
+
+def _iso_only(value: Any) -> Any:
+    """The document says ISO 8601; pydantic alone would also read a bare number as a Unix time."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+        raise ValueError("expected an ISO 8601 time, e.g. 2026-12-01T08:00:00Z")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    """A time without a zone is read as UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+# A time in a query: ISO 8601 only, UTC when no zone is given.
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_aware)]
 
 
 class Out(BaseModel):

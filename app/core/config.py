@@ -211,6 +211,65 @@ class ApiSection(_Section):
     password_hash_memory_kib: int = Field(65536, ge=8192, le=4 * 1024 * 1024)
 
 
+class AlertsSection(_Section):
+    # Results stored longer ago than this and never evaluated (the alerts queue was down)
+    # are not evaluated any more: an alert about an hour-old failure helps nobody.
+    evaluation_lookback_seconds: int = Field(3600, ge=60)
+    # A delivery task holds a notification this long; past it (the worker died mid-send)
+    # another worker sends it. Longer than send_timeout_seconds.
+    delivery_lease_seconds: float = Field(60.0, gt=0, le=3600)
+    send_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    # Failed sends retry after retry_backoff_seconds, doubling up to the cap, with full
+    # jitter, until delivery_deadline_seconds after the notification was written.
+    retry_backoff_seconds: float = Field(5.0, gt=0)
+    retry_backoff_max_seconds: float = Field(300.0, gt=0)
+    delivery_deadline_seconds: int = Field(3600, ge=1)
+    # Consecutive failed sends after which a channel is shown as failing.
+    failing_after: int = Field(3, ge=1)
+    # Where people open the system: links in messages start here (empty: the API's path only).
+    public_url: str = ""
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> "AlertsSection":
+        if self.delivery_lease_seconds <= self.send_timeout_seconds:
+            raise ValueError(f"delivery_lease_seconds: must be longer than send_timeout_seconds "
+                             f"({self.send_timeout_seconds:g})")
+        return self
+
+
+class SecretsSection(_Section):
+    """Fernet keys that encrypt stored secrets (``app.core.secret_box``), newest first.
+
+    Empty: one key is generated once into ``<instance>/secrets.key``. The environment
+    override takes a comma-separated list (``ADMIN_MIT_SECRETS__KEYS=new,old``).
+    """
+
+    keys: list[str] = []
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[str]) -> list[str]:
+        from cryptography.fernet import Fernet
+
+        for number, key in enumerate(value, start=1):
+            try:
+                Fernet(key)
+            except (ValueError, TypeError):
+                # The key itself is never part of the message: it is a secret.
+                raise ValueError(f"key {number} of {len(value)} is not a Fernet key (32 url-safe "
+                                 f"base64-encoded bytes, e.g. from Fernet.generate_key())") from None
+        if len(set(value)) != len(value):
+            raise ValueError("the same key is listed twice")
+        return value
+
+
 class Settings(BaseModel):
     """Everything the process knows about its surroundings, validated once."""
 
@@ -222,6 +281,8 @@ class Settings(BaseModel):
     database: DatabaseSection = DatabaseSection()
     probes: ProbesSection = ProbesSection()
     api: ApiSection = ApiSection()
+    alerts: AlertsSection = AlertsSection()
+    secrets: SecretsSection = SecretsSection()
     config_dir: Path = Path(DEFAULT_CONFIG_DIR)
     # Where relative paths are anchored: the working directory the settings were loaded in.
     base_dir: Path = Field(default_factory=Path.cwd)

@@ -1,5 +1,7 @@
 """All models, imported here so Alembic and ``db.create_all`` see every table."""
 
+from app.models.alerts import (Alert, AlertEvent, AlertRule, AlertState, Notification, NotificationAttempt,
+                               NotificationChannel, alert_rule_channels)
 from app.models.auth import ROLES, ApiToken, AuthSession, Membership, User
 from app.models.base import Base, utcnow
 from app.models.network import Probe, ProbeGroup, ProbeLease, ProbeResult, ProbeRunLoss
@@ -7,6 +9,7 @@ from app.models.task_failure import TaskFailure
 from app.models.tenant import Tenant
 
 __all__ = [
-    "ROLES", "ApiToken", "AuthSession", "Base", "Membership", "Probe", "ProbeGroup", "ProbeLease", "ProbeResult",
+    "Alert", "AlertEvent", "AlertRule", "AlertState", "Notification", "NotificationAttempt", "NotificationChannel",
+    "alert_rule_channels", "ROLES", "ApiToken", "AuthSession", "Base", "Membership", "Probe", "ProbeGroup", "ProbeLease", "ProbeResult",
     "ProbeRunLoss", "TaskFailure", "Tenant", "User", "utcnow",
 ]

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Inte
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, BigIntPK, UTCDateTime, utcnow
+from app.models.encrypted import EncryptedJSON
 
 
 class ProbeGroup(Base):
@@ -27,7 +28,9 @@ class Probe(Base):
 
     ``spec`` holds the fields of the probe's protocol only (the spec model its prober
     module defines, e.g. an HTTP probe's method and headers); the columns hold what every
-    protocol shares.
+    protocol shares. Credentials are not in ``spec``: a secret header is listed there
+    with the mask as its value, and its value is in ``secrets`` (encrypted,
+    ``{"headers": {name: value}}``), which is loaded only when asked for.
     ``next_run_at`` is the next due slot in epoch milliseconds (integers keep the
     scheduler's compare-and-set arithmetic identical on PostgreSQL and SQLite);
     ``NULL`` means "not scheduled" (disabled, or not an auto probe).
@@ -43,6 +46,7 @@ class Probe(Base):
     protocol: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(String(2048))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secrets: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON, deferred=True)
     timeout_seconds: Mapped[float] = mapped_column(Float, default=10.0)
     interval_seconds: Mapped[int] = mapped_column(Integer, default=60)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -85,6 +85,12 @@ class ProbeSpec(BaseModel):
         """``stored()`` as it may be shown to a user: credentials masked."""
         return self.stored()
 
+    def sealed(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """``stored()`` split in two: the spec with every credential replaced by a mask, and the
+        credentials (``{field: {name: value}}``, ``None`` if there are none), kept apart
+        (encrypted) so that reading a spec never reads a credential. ``with_secrets`` joins them."""
+        return self.stored(), None
+
     def __repr__(self) -> str:
         # Specs end up in logs; a URL's password, its query and credential headers must not.
         target = redact(self.target) if "://" in self.target else self.target
@@ -92,6 +98,20 @@ class ProbeSpec(BaseModel):
         return f"{type(self).__name__}(protocol={self.protocol!r}, target={target!r}, timeout={self.timeout!r}{fields})"
 
     __str__ = __repr__
+
+
+def with_secrets(stored: dict[str, Any] | None, secrets: dict[str, Any] | None) -> dict[str, Any]:
+    """A sealed spec (``ProbeSpec.sealed``) with its credentials put back, as the prober needs it.
+
+    Only entries the spec still names are filled in: the spec says which credentials
+    exist (and in which order), the secrets only what they are.
+    """
+    spec = dict(stored or {})
+    for field_name, values in (secrets or {}).items():
+        current = spec.get(field_name)
+        if isinstance(current, dict) and isinstance(values, dict):
+            spec[field_name] = {name: values.get(name, value) for name, value in current.items()}
+    return spec
 
 
 @dataclass

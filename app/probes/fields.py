@@ -13,11 +13,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from app.probes.base import ProbeSpec
+from app.probes.urls import MASK, SECRET_NAME  # noqa: F401  (re-exported: specs mask credentials with them)
 
-MASK = "********"
-"""What a credential reads as wherever a spec is shown."""
-SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|auth|sig|session|credential|cookie", re.IGNORECASE)
-"""Header and query parameter names whose values are treated as credentials."""
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -61,3 +58,7 @@ class WithHeaders(ProbeSpec):
         shown = self.stored()
         shown["headers"] = {name: MASK if self.is_secret(name) else value for name, value in self.headers.items()}
         return shown
+
+    def sealed(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        secret = {name: value for name, value in self.headers.items() if self.is_secret(name)}
+        return self.shown(), ({"headers": secret} if secret else None)

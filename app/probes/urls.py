@@ -12,9 +12,14 @@ import functools
 import ipaddress
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit
 
 from app.probes.text import check_plain
+
+MASK = "********"
+"""What a credential reads as wherever a spec or target is shown."""
+SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|auth|sig|session|credential|cookie", re.IGNORECASE)
+"""Header and query parameter names whose values are treated as credentials."""
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _HOST = re.compile(r"[a-z0-9_.-]+")
@@ -64,6 +69,18 @@ class Url:
     def redacted(self) -> str:
         """For messages: no credentials, no query string (it may carry tokens)."""
         return f"{self.scheme}://{self.netloc}{self.path}"
+
+    def masked(self) -> str:
+        """For the API and CLI: the URL with its password and credential query values read ``MASK``."""
+        user, colon, _ = self.userinfo.partition(":")
+        userinfo = f"{user}:{MASK}@" if colon else (f"{user}@" if user else "")
+        query = ""
+        if self.has_query:
+            pairs = parse_qsl(self.query, keep_blank_values=True)
+            shown = [(name, MASK if SECRET_NAME.search(name) else value) for name, value in pairs]
+            query = "?" + (urlencode(shown, safe="*") if any(SECRET_NAME.search(n) for n, _ in pairs) else self.query)
+        fragment = f"#{self.fragment}" if self.fragment else ""
+        return f"{self.scheme}://{userinfo}{self.netloc}{self.path}{query}{fragment}"
 
     def __str__(self) -> str:
         userinfo = f"{self.userinfo}@" if self.userinfo else ""
@@ -127,6 +144,16 @@ def parse_url(text: str) -> Url:
         userinfo=quote(userinfo, safe="%!$&'()*+,;=:-._~"),
         fragment=quote(parts.fragment, safe=_QUERY_SAFE + "#"),
     )
+
+
+def mask_credentials(target: str) -> str:
+    """A target as the API and CLI show it: a URL's password and credential query values masked."""
+    if "://" not in target:
+        return target
+    try:
+        return parse_url(target).masked()
+    except ValueError:
+        return target
 
 
 def redact(text: str) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Probe, ProbeGroup
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from app.services.errors import InvalidInputError, NotFoundError
+from app.services.unique_names import commit_unique
 
 
 def _name(value: str) -> str:
@@ -17,18 +17,10 @@ def _name(value: str) -> str:
     return name
 
 
-def _commit_unique(name: str) -> None:
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise ConflictError(f"a probe group named {name!r} already exists in this tenant") from None
-
-
 def create_group(tenant_id: int, name: str, description: str = "") -> ProbeGroup:
     group = ProbeGroup(tenant_id=tenant_id, name=_name(name), description=description or "")
     db.session.add(group)
-    _commit_unique(group.name)
+    commit_unique("a probe group", group.name)
     return group
 
 
@@ -66,7 +58,7 @@ def update_group(tenant_id: int, group_id: int, name: str | None = None,
         group.name = _name(name)
     if description is not None:
         group.description = description
-    _commit_unique(group.name)
+    commit_unique("a probe group", group.name)
     return group
 
 

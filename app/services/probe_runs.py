@@ -24,13 +24,15 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, NamedTuple
 
 from pydantic import ValidationError
-from sqlalchemy import DateTime, Select, bindparam, select, type_coerce
+from sqlalchemy import DateTime, Select, Text, bindparam, select, type_coerce
 
 from app.core.config import active_settings
+from app.core.secret_box import UndecryptableSecret
 from app.extensions import db
 from app.models import Probe
+from app.models.encrypted import decode
 from app.probes import stored_spec
-from app.probes.base import ProbeSpec
+from app.probes.base import ProbeSpec, with_secrets
 from app.probes.conditions import Conditions
 from app.services import leases, result_store, run_losses, task_queue
 from app.services.probe_executor import Finished, ProbeExecutor, ProbeJob
@@ -84,12 +86,21 @@ _prepared: dict[tuple[int, Any], _Prepared] = {}
 
 
 def _prepare(probe: Mapping[str, Any]) -> _Prepared:
+    """The spec the prober runs (credentials decrypted and put back) and the conditions of one row."""
     try:
-        return _Prepared(stored_spec(probe["protocol"], probe["target"], probe["timeout_seconds"], probe["spec"]),
-                         Conditions.parse(probe["conditions"]), None)
+        secrets = decode(probe["secrets"])
+    except UndecryptableSecret as exc:
+        return _Prepared(_bare_spec(probe), Conditions(), f"the probe's credentials: {exc}")
+    try:
+        spec = stored_spec(probe["protocol"], probe["target"], probe["timeout_seconds"],
+                           with_secrets(probe["spec"], secrets))
+        return _Prepared(spec, Conditions.parse(probe["conditions"]), None)
     except ValueError as exc:
-        spec = ProbeSpec(protocol=probe["protocol"], target=probe["target"], timeout=probe["timeout_seconds"])
-        return _Prepared(spec, Conditions(), f"the probe's settings are not valid: {_one_line(exc)}")
+        return _Prepared(_bare_spec(probe), Conditions(), f"the probe's settings are not valid: {_one_line(exc)}")
+
+
+def _bare_spec(probe: Mapping[str, Any]) -> ProbeSpec:
+    return ProbeSpec(protocol=probe["protocol"], target=probe["target"], timeout=probe["timeout_seconds"])
 
 
 def _one_line(exc: ValueError) -> str:
@@ -121,11 +132,16 @@ def _states_statement(dialect: str) -> Select[Any]:
             .where(table.c.tenant_id == bindparam("tenant_id"), _IDS.condition(dialect)))
 
 
+# The encrypted credentials as stored: decrypted row by row in ``_prepare``, so a row no
+# configured key opens fails its own runs (with a message), not the whole batch.
+_SECRETS = type_coerce(_PROBES.c.secrets, Text()).label("secrets")
+
+
 @per_dialect
 def _settings_statement(dialect: str) -> Select[Any]:
     table = _PROBES
     return (select(table.c.id, _VERSION, table.c.protocol, table.c.target, table.c.timeout_seconds,
-                   table.c.spec, table.c.conditions).where(_IDS.condition(dialect)))
+                   table.c.spec, _SECRETS, table.c.conditions).where(_IDS.condition(dialect)))
 
 
 def _probes(tenant_id: int, probe_ids: list[int]) -> dict[int, _Probe]:

@@ -1,10 +1,16 @@
-"""Create, change, list and delete probes, always within one tenant."""
+"""Create, change, list and delete probes, always within one tenant.
+
+A probe's credentials (the values of its secret headers) are stored apart from its
+spec, encrypted (``Probe.secrets``): the spec names them with the mask as their value,
+so every read of a spec — listing, showing, logging — holds no credential. They are
+decrypted only to change the spec and to run the probe (``probe_runs``).
+"""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -24,7 +30,9 @@ from app.models import Probe, ProbeGroup
 from app.models.base import MAX_ID
 from app.probes import PROTOCOLS, SPEC_MODELS, SpecOptionsUnion, spec_model, stored_spec, validate_target
 from app.probes.conditions import Conditions
+from app.probes.base import with_secrets
 from app.probes.fields import MASK
+from app.probes.urls import mask_credentials
 from app.services import scheduling, status_cache
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, describe_validation_error
 
@@ -139,13 +147,27 @@ def _unique_name(name: str) -> Iterator[None]:
 def create_probe(tenant_id: int, data: dict[str, Any]) -> Probe:
     fields = _validated(data)
     _check_group(tenant_id, fields.group_id)
-    probe = Probe(tenant_id=tenant_id, **fields.model_dump())
+    probe = Probe(tenant_id=tenant_id, **_sealed(fields))
     with _unique_name(fields.name):
         db.session.add(probe)
         db.session.flush()  # the id spreads the first slot
         scheduling.reschedule(probe)
         db.session.commit()
     return probe
+
+
+def _sealed(fields: ProbeInput) -> dict[str, Any]:
+    """The columns of a validated probe, its credentials moved from ``spec`` to ``secrets``."""
+    values = fields.model_dump()
+    timeout = cast(float, fields.timeout_seconds)  # never None once validated (``ProbeInput._consistent``)
+    spec = stored_spec(fields.protocol, fields.target, timeout, values["spec"])
+    values["spec"], values["secrets"] = spec.sealed()
+    return values
+
+
+def shown_target(probe: Probe) -> str:
+    """The target as it may be shown: a URL's password and credential query values read ``MASK``."""
+    return mask_credentials(probe.target)
 
 
 def shown_spec(probe: Probe) -> dict[str, Any]:
@@ -156,14 +178,14 @@ def shown_spec(probe: Probe) -> dict[str, Any]:
         return {name: value for name, value in (probe.spec or {}).items() if name != "headers"}
 
 
-def _merged_spec(probe: Probe, changes: dict[str, Any]) -> Any:
+def _merged_spec(stored: dict[str, Any], protocol_changes: bool, changes: dict[str, Any]) -> Any:
     """The spec a change asks for: its fields over the stored ones, or, if the protocol changes, its own."""
     new = changes.get("spec")
-    if changes.get("protocol", probe.protocol) != probe.protocol:
+    if protocol_changes:
         return new
     if not isinstance(new, dict):
-        return probe.spec if new is None else new
-    return {**(probe.spec or {}), **_restore_masked(new, probe.spec or {})}
+        return stored if new is None else new
+    return {**stored, **_restore_masked(new, stored)}
 
 
 def _restore_masked(new: Any, stored: Any) -> Any:
@@ -177,17 +199,30 @@ def update_probe(tenant_id: int, probe_id: int, changes: dict[str, Any]) -> Prob
     """Apply ``changes``; a new interval or enabled flag takes effect at the next dispatch tick.
 
     ``spec`` changes only the fields it names (the rest keep their values) unless the
-    protocol changes too, when it is the new protocol's spec.
+    protocol changes too, when it is the new protocol's spec. A credential sent back as
+    shown (``MASK``) keeps its stored value, and so does a target sent back as shown (its URL
+    password masked). The credentials are decrypted only when the
+    change edits the spec; other changes (enable, rename, interval) leave them as stored.
     """
     probe = get_probe(tenant_id, probe_id)
+    protocol_changes = changes.get("protocol", probe.protocol) != probe.protocol
+    touches_spec = protocol_changes or changes.get("spec") is not None
+    # Masks sent back are restored from the stored credentials; a new protocol starts afresh.
+    merges = touches_spec and not protocol_changes
+    stored = with_secrets(probe.spec, probe.secrets) if merges else dict(probe.spec or {})
     current = {name: getattr(probe, name) for name in ProbeInput.model_fields}
-    fields = _validated({**current, **changes, "spec": _merged_spec(probe, changes)})
+    if changes.get("target") == shown_target(probe):  # sent back as shown: the stored credentials stay
+        changes = {**changes, "target": probe.target}
+    fields = _validated({**current, **changes, "spec": _merged_spec(stored, protocol_changes, changes)})
     _check_group(tenant_id, fields.group_id)
     timing_changed = any(
         getattr(probe, name) != getattr(fields, name) for name in ("interval_seconds", "enabled", "auto_probe")
     )
+    # Untouched, the stored spec is still sealed (masks in place of credentials): it is
+    # written back as validated and ``secrets`` keeps its value.
+    values = _sealed(fields) if touches_spec else fields.model_dump()
     with _unique_name(fields.name):
-        for name, value in fields.model_dump().items():
+        for name, value in values.items():
             setattr(probe, name, value)
         if timing_changed:
             scheduling.reschedule(probe)

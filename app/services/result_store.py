@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from app.core.redis_client import get_redis
 from app.extensions import db
 from app.models import ProbeResult
-from app.services import leases, run_losses, status_cache
+from app.services import alert_triggers, leases, run_losses, status_cache
 from app.services.bulk import insert_new
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ def store(runs: list[MeasuredRun]) -> dict[RunKey, int]:
 
 
 def _after_store(rows: list[dict[str, Any]], duplicates: int) -> None:
-    """The cache is a convenience: if Redis is down the results are stored all the same."""
+    """The cache is a convenience: if Redis is down the results are stored all the same.
+    The stored rows go to alert evaluation, one message for the batch."""
     by_tenant: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_tenant[row["tenant_id"]].append(row)
@@ -95,5 +96,6 @@ def _after_store(rows: list[dict[str, Any]], duplicates: int) -> None:
             get_redis().incrby(DUPLICATES_COUNTER, duplicates)
     except RedisError as exc:
         log.warning("stored %d probe results but could not update the status cache: %s", len(rows), exc)
+    alert_triggers.hand_over(rows)
     if duplicates:
         log.info("skipped %d probe runs stored before (a redelivered or re-issued run)", duplicates)

@@ -15,6 +15,8 @@ from app.celery_app import celery
 PROBE_QUEUE = "network_probes"
 EXECUTE_PROBE = "app.tasks.network_probe_tasks.execute_probe"
 EXECUTE_BATCH = "app.tasks.network_probe_tasks.execute_batch_probes"
+EVALUATE_RESULTS = "app.tasks.alert_tasks.evaluate_results"
+DELIVER_NOTIFICATIONS = "app.tasks.alert_tasks.deliver_notifications"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Message:
     priority: int | None = None
     expires: datetime | None = None
     ignore_result: bool = False
+    retry: bool = True  # False: fail at once if the broker is unreachable instead of retrying the publish
 
 
 def publish(message: Message) -> str:
@@ -38,7 +41,7 @@ def publish_all(messages: list[Message]) -> list[str]:
         for message in messages:
             result = celery.send_task(message.task, kwargs=message.kwargs, priority=message.priority,
                                       expires=message.expires, ignore_result=message.ignore_result,
-                                      producer=producer)
+                                      retry=message.retry, producer=producer)
             ids.append(result.id)
     return ids
 

@@ -13,25 +13,13 @@ from app.services.failures import record_task_failure
 _retry = active_settings().probes
 
 
-class NetworkProbeTask(FlaskTask):
-    """Base of every network probe task.
-
-    Any exception — a broker or database fault — is retried up to 3 times with
-    exponential backoff from 60 s, capped at 600 s, with full jitter (the
-    defaults of ``probes.max_retries``/``retry_*`` in config/app.yaml; Celery
-    reads them once, when the tasks are defined). A
-    ``ServiceError`` (bad input, a probe that does not exist) is permanent and is
-    not retried. When a task fails for good its failure is logged, stored in
-    ``task_failures`` and passed to the registered failure callbacks.
-    """
+class RecordedTask(FlaskTask):
+    """A task whose final failure is logged, stored in ``task_failures`` and passed to the
+    registered failure callbacks. A ``ServiceError`` (bad input, a missing id) is permanent
+    and never retried."""
 
     abstract = True
-    autoretry_for = (Exception,)
     dont_autoretry_for = (ServiceError,)
-    max_retries = _retry.max_retries
-    retry_backoff = _retry.retry_backoff_seconds
-    retry_backoff_max = _retry.retry_backoff_max_seconds
-    retry_jitter = _retry.retry_jitter
     acks_late = True
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -46,3 +34,36 @@ class NetworkProbeTask(FlaskTask):
                 traceback=str(einfo),
                 retries=self.request.retries,
             )
+
+
+class NetworkProbeTask(RecordedTask):
+    """Base of every network probe task.
+
+    Any exception — a broker or database fault — is retried up to 3 times with
+    exponential backoff from 60 s, capped at 600 s, with full jitter (the
+    defaults of ``probes.max_retries``/``retry_*`` in config/app.yaml; Celery
+    reads them once, when the tasks are defined). A
+    ``ServiceError`` (bad input, a probe that does not exist) is permanent and is
+    not retried. When a task fails for good its failure is logged, stored in
+    ``task_failures`` and passed to the registered failure callbacks.
+    """
+
+    abstract = True
+    autoretry_for = (Exception,)
+    max_retries = _retry.max_retries
+    retry_backoff = _retry.retry_backoff_seconds
+    retry_backoff_max = _retry.retry_backoff_max_seconds
+    retry_jitter = _retry.retry_jitter
+
+
+class AlertTask(RecordedTask):
+    """Base of the ``alerts`` tasks. They only read and write the database (sending is
+    retried by the outbox, not by Celery), so an infrastructure fault is retried soon and
+    often: an alert a minute late is worth less than one retried ten times."""
+
+    abstract = True
+    autoretry_for = (Exception,)
+    max_retries = 10
+    retry_backoff = 1
+    retry_backoff_max = 30
+    retry_jitter = True

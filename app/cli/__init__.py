@@ -1,5 +1,7 @@
 """The ``admin-mit`` command (a Flask CLI group: ``admin-mit db upgrade`` comes from Flask-Migrate).
 
+Alerting's commands (``channel``, ``rule``, ``alert``) live in ``app.cli.alerts``.
+
 Every failure a user can cause — a bad option, an unknown id, broken
 configuration — ends in one line on stderr and a non-zero exit code.
 """
@@ -26,6 +28,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from app.core.config import ConfigError, active_settings
 from app.core.embedded_redis import EmbeddedRedisError
 from app.core.redis_client import BrokerUnavailable
+from app.core.secret_box import UndecryptableSecret
 from app.probes import PROTOCOLS
 from app.services.errors import ServiceError
 
@@ -62,7 +65,7 @@ class AdminMitGroup(FlaskGroup):
             _fail(exc.format_message(), exc.exit_code)
         except click.Abort:
             _fail("aborted", 1)
-        except (ConfigError, EmbeddedRedisError, BrokerUnavailable, ServiceError) as exc:
+        except (ConfigError, EmbeddedRedisError, BrokerUnavailable, ServiceError, UndecryptableSecret) as exc:
             _fail(str(exc))
         except SQLAlchemyError as exc:
             _fail(_database_error(exc))
@@ -82,7 +85,7 @@ def _database_error(exc: SQLAlchemyError) -> str:
 
 
 cli = AdminMitGroup(create_app=_create_app, add_version_option=False, load_dotenv=False,
-                    help="admin-mit-backend: network probes on a Celery task queue.")
+                    help="admin-mit-backend: network probes and alerts on a Celery task queue.")
 
 
 def _ensure_redis() -> None:
@@ -335,7 +338,7 @@ def _status_cell(entry: dict[str, Any] | None) -> str:
 def probe_list(tenant_ref: str | None) -> None:
     """List probes with their latest status."""
     from app.services import status_cache
-    from app.services.probes import list_probes
+    from app.services.probes import list_probes, shown_target
     from app.services.tenants import get_tenant
 
     tenant_id = get_tenant(tenant_ref).id if tenant_ref else None
@@ -350,7 +353,7 @@ def probe_list(tenant_ref: str | None) -> None:
         if item.enabled and not item.auto_probe:
             state = "manual"
         click.echo(
-            f"{item.id}\t{item.tenant_id}\t{item.name}\t{item.protocol}\t{item.target}\t"
+            f"{item.id}\t{item.tenant_id}\t{item.name}\t{item.protocol}\t{shown_target(item)}\t"
             f"{item.interval_seconds}s\t{state}\t{_status_cell(latest[item.tenant_id].get(item.id))}"
         )
 
@@ -451,6 +454,36 @@ def probe_delete(probe_id: int, tenant_ref: str | None) -> None:
     found = _probe_in(tenant_ref, probe_id)
     delete_probe(found.tenant_id, found.id)
     click.echo(f"probe {probe_id} deleted")
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+@cli.group("secrets")
+def secrets_group() -> None:
+    """Secrets stored encrypted (secrets.keys): key rotation."""
+
+
+@secrets_group.command("rotate")
+@click.option("--batch-size", type=click.IntRange(min=1, max=10000), default=500, show_default=True,
+              help="Values read and rewritten per statement.")
+@with_appcontext
+def secrets_rotate(batch_size: int) -> None:
+    """Re-encrypt every stored secret with the newest key (the first of secrets.keys).
+
+    Run it after every process was restarted with the new key listed first; remove the
+    old key only once it has succeeded.
+    """
+    from app.services.secret_rotation import RotationFailed, rotate_all
+
+    def report(table: str, count: int) -> None:
+        click.echo(f"{table}: {count} value{'' if count == 1 else 's'} re-encrypted")
+
+    try:
+        done = rotate_all(batch_size=batch_size, progress=report)
+    except RotationFailed as exc:
+        _fail(f"{exc}; nothing of that table was changed")
+    if not done:
+        click.echo("no encrypted columns")
 
 
 # --- tasks -----------------------------------------------------------------------------------
@@ -602,6 +635,9 @@ def up(concurrency: int | None) -> None:
     upgrade()
     configure_logging()
     sys.exit(Supervisor(settings, concurrency).run())
+
+
+from app.cli import alerts as _alerts  # noqa: E402,F401  (registers channel, rule and alert)
 
 
 def main() -> None:

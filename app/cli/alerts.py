@@ -1,0 +1,272 @@
+"""``admin-mit channel``, ``rule`` and ``alert``: alerting from the command line.
+
+The same services as the API; the CLI acts as the platform operator, so a tenant is
+named with ``--tenant`` where something is created, and ids are checked against it
+when given.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from app.alerting.channels import CHANNEL_KINDS
+from app.cli import _ensure_redis, _fail, _json_option, cli
+from app.probes import PROTOCOLS
+
+_KINDS = ", ".join(CHANNEL_KINDS)
+
+
+def _tenant_id(tenant_ref: str | None) -> int | None:
+    from app.services.tenants import get_tenant
+
+    return get_tenant(tenant_ref).id if tenant_ref else None
+
+
+def _owned(model: Any, item_id: int, tenant_ref: str | None, what: str) -> Any:
+    """A row by id, checked against ``--tenant`` when given."""
+    from app.extensions import db
+    from app.services.errors import NotFoundError
+
+    found = db.session.get(model, item_id)
+    tenant_id = _tenant_id(tenant_ref)
+    if found is None or (tenant_id is not None and found.tenant_id != tenant_id):
+        raise NotFoundError(f"{what} {item_id} not found")
+    return found
+
+
+def _object(value: str | None, name: str) -> dict[str, Any]:
+    parsed = _json_option(value, name)
+    if parsed is None:
+        return {}
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=name)
+    return parsed
+
+
+# --- channels ---------------------------------------------------------------------------------
+
+@cli.group()
+def channel() -> None:
+    """Notification channels: where alert notifications go."""
+
+
+@channel.command("add")
+@click.option("--tenant", "tenant_ref", required=True, help="Tenant id or name.")
+@click.option("--name", required=True)
+@click.option("--kind", required=True, type=click.Choice(list(CHANNEL_KINDS)), help=f"One of {_KINDS}.")
+@click.option("--url", default=None,
+              help="webhook: the URL POSTed to (settings.url); apprise: a service URL (secrets.urls), repeatable.",
+              multiple=True)
+@click.option("--settings", "settings_json", default=None, help="The kind's settings as JSON.")
+@click.option("--secrets-stdin", is_flag=True,
+              help="Read the kind's secrets as a JSON object from stdin (keeps them out of the process list).")
+@click.option("--rate-limit", type=click.IntRange(1, 10000), default=None, help="Sends per window (default 20).")
+@click.option("--rate-window", type=click.IntRange(1, 86400), default=None, help="Seconds (default 60).")
+@with_appcontext
+def channel_add(tenant_ref: str, name: str, kind: str, url: tuple[str, ...], settings_json: str | None,
+                secrets_stdin: bool, rate_limit: int | None, rate_window: int | None) -> None:
+    """Create a notification channel (checked now: a bad setting is refused, not found at the first alert)."""
+    from app.services.notification_channels import create_channel
+
+    settings = _object(settings_json, "--settings")
+    secrets = _object(sys.stdin.read(), "--secrets-stdin") if secrets_stdin else {}
+    if url and kind == "webhook":
+        if len(url) > 1:
+            raise click.BadParameter("a webhook has one URL", param_hint="--url")
+        settings["url"] = url[0]
+    elif url and kind == "apprise":
+        secrets["urls"] = [*secrets.get("urls", []), *url]
+    elif url:
+        raise click.BadParameter(f"not for {kind} channels (use --settings)", param_hint="--url")
+    data: dict[str, Any] = {"name": name, "kind": kind, "settings": settings, "secrets": secrets}
+    if rate_limit is not None:
+        data["rate_limit"] = rate_limit
+    if rate_window is not None:
+        data["rate_window_seconds"] = rate_window
+    created = create_channel(_tenant_id(tenant_ref) or 0, data)
+    click.echo(f"channel {created.id} {created.name!r} created ({created.kind})")
+
+
+@channel.command("list")
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (default: all).")
+@with_appcontext
+def channel_list(tenant_ref: str | None) -> None:
+    """List notification channels; STATE is ok, failing (with the last error) or disabled."""
+    from app.extensions import db
+    from app.models import NotificationChannel
+    from app.services import notification_channels
+
+    query = db.select(NotificationChannel).order_by(NotificationChannel.id)
+    tenant_id = _tenant_id(tenant_ref)
+    if tenant_id is not None:
+        query = query.where(NotificationChannel.tenant_id == tenant_id)
+    click.echo("ID\tTENANT\tNAME\tKIND\tSETTINGS\tSTATE")
+    for item in db.session.scalars(query):
+        shown = notification_channels.shown(item)
+        state = "disabled" if not item.enabled else (
+            f"failing: {item.last_error}" if notification_channels.is_failing(item) else "ok")
+        click.echo(f"{item.id}\t{item.tenant_id}\t{item.name}\t{item.kind}\t"
+                   f"{json.dumps({**shown.settings, **shown.secrets}, ensure_ascii=False)}\t{state}")
+
+
+@channel.command("test")
+@click.argument("channel_id", type=int)
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (checked against the channel).")
+@with_appcontext
+def channel_test(channel_id: int, tenant_ref: str | None) -> None:
+    """Send a test notification now; exit 1 with the channel's answer if it was not taken."""
+    from app.models import NotificationChannel
+    from app.services import notification_channels
+
+    found = _owned(NotificationChannel, channel_id, tenant_ref, "notification channel")
+    outcome = notification_channels.send_test(found.tenant_id, found.id)
+    if not outcome.ok:
+        _fail(f"channel {found.id} {found.name!r}: {outcome.error}")
+    click.echo(f"test notification {outcome.notification_id} sent through channel {found.id} {found.name!r}")
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+@cli.group()
+def rule() -> None:
+    """Alert rules: when an alert opens and resolves, and whom it tells."""
+
+
+@rule.command("add")
+@click.option("--tenant", "tenant_ref", required=True, help="Tenant id or name.")
+@click.option("--name", required=True)
+@click.option("--kind", required=True, type=click.Choice(["down", "slow", "certificate"]),
+              help="down: failed runs; slow: runs slower than --slow-ms; certificate: fewer than --cert-days left.")
+@click.option("--probe", "probe_id", type=int, default=None, help="One probe (default: every probe of the tenant).")
+@click.option("--group", "group_id", type=int, default=None, help="Only probes of this group.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default=None, help="Only probes of this protocol.")
+@click.option("--threshold", type=click.IntRange(1, 100), default=None, help="Bad runs that open it (default 3) ...")
+@click.option("--window", type=click.IntRange(1, 100), default=None,
+              help="... among the last this many (default: --threshold, i.e. in a row).")
+@click.option("--recovery", type=click.IntRange(1, 100), default=None, help="Good runs in a row that resolve it (1).")
+@click.option("--slow-ms", type=float, default=None)
+@click.option("--cert-days", type=int, default=None)
+@click.option("--reminder", "reminder_seconds", type=int, default=None,
+              help="Seconds between reminders while firing (default 0: none).")
+@click.option("--channel", "channel_ids", type=int, multiple=True, help="Channel id to notify (repeatable).")
+@click.option("--no-resolved", is_flag=True, help="Do not notify when the alert resolves.")
+@with_appcontext
+def rule_add(tenant_ref: str, no_resolved: bool, channel_ids: tuple[int, ...], **fields: Any) -> None:
+    """Create an alert rule."""
+    from app.services.alert_rules import create_rule
+
+    data = {name: value for name, value in fields.items() if value is not None}
+    data["channel_ids"] = list(channel_ids)
+    if no_resolved:
+        data["send_resolved"] = False
+    created = create_rule(_tenant_id(tenant_ref) or 0, data)
+    scope = f"probe {created.probe_id}" if created.probe_id else "every probe" + (
+        f" of group {created.group_id}" if created.group_id else "") + (
+        f" ({created.protocol})" if created.protocol else "")
+    click.echo(f"rule {created.id} {created.name!r} created: {created.kind} on {scope}, "
+               f"notifying {len(created.channels)} channel(s)")
+
+
+@rule.command("list")
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (default: all).")
+@with_appcontext
+def rule_list(tenant_ref: str | None) -> None:
+    """List alert rules with their condition."""
+    from app.extensions import db
+    from app.models import AlertRule
+    from app.services.outbox import condition_text
+
+    query = db.select(AlertRule).order_by(AlertRule.id)
+    tenant_id = _tenant_id(tenant_ref)
+    if tenant_id is not None:
+        query = query.where(AlertRule.tenant_id == tenant_id)
+    click.echo("ID\tTENANT\tNAME\tKIND\tSCOPE\tCONDITION\tCHANNELS\tSTATE")
+    for item in db.session.scalars(query):
+        scope = (f"probe {item.probe_id}" if item.probe_id else
+                 "all" + (f" group {item.group_id}" if item.group_id else "") + (f" {item.protocol}" if item.protocol
+                                                                                  else ""))
+        channels = ",".join(str(c.id) for c in item.channels) or "-"
+        click.echo(f"{item.id}\t{item.tenant_id}\t{item.name}\t{item.kind}\t{scope}\t{condition_text(item)}\t"
+                   f"{channels}\t{'enabled' if item.enabled else 'disabled'}")
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+@cli.group()
+def alert() -> None:
+    """Alerts: list, acknowledge, resolve."""
+
+
+@alert.command("list")
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (default: all).")
+@click.option("--status", type=click.Choice(["open", "firing", "acknowledged", "resolved"]), default=None,
+              help="open: firing or acknowledged.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@with_appcontext
+def alert_list(tenant_ref: str | None, status: str | None, limit: int) -> None:
+    """List alerts, newest first."""
+    from app.extensions import db
+    from app.models import Alert
+    from app.services import alerts
+
+    query = db.select(Alert).order_by(Alert.id.desc()).limit(limit)
+    tenant_id = _tenant_id(tenant_ref)
+    if tenant_id is not None:
+        query = query.where(Alert.tenant_id == tenant_id)
+    if status == "open":
+        query = query.where(Alert.status.in_(alerts.OPEN))
+    elif status:
+        query = query.where(Alert.status == status)
+    rows = list(db.session.scalars(query))
+    names = alerts.labels(rows)
+    click.echo("ID\tTENANT\tSTATUS\tPROBE\tRULE\tSINCE\tREASON")
+    for item in rows:
+        click.echo(f"{item.id}\t{item.tenant_id}\t{item.status}\t{names.probes.get(item.probe_id, item.probe_id)}\t"
+                   f"{names.rules.get(item.rule_id, item.rule_id)}\t{item.since.isoformat(timespec='seconds')}\t"
+                   f"{item.reason}")
+
+
+def _operator(name: str | None) -> Any:
+    from app.services import alerts
+
+    return alerts.Actor(name or f"cli:{getpass.getuser()}")
+
+
+@alert.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--note", default="", help="Why, for the history and the notification.")
+@click.option("--by", "by_name", default=None, help="Who (default: cli:<login name>).")
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (checked against the alert).")
+@with_appcontext
+def alert_ack(alert_id: int, note: str, by_name: str | None, tenant_ref: str | None) -> None:
+    """Acknowledge a firing alert: reminders stop until it resolves."""
+    from app.models import Alert
+    from app.services import alerts
+
+    found = _owned(Alert, alert_id, tenant_ref, "alert")
+    _ensure_redis()
+    done = alerts.acknowledge(found.tenant_id, found.id, _operator(by_name), note)
+    click.echo(f"alert {done.id} acknowledged")
+
+
+@alert.command("resolve")
+@click.argument("alert_id", type=int)
+@click.option("--note", default="", help="Why, for the history and the notification.")
+@click.option("--by", "by_name", default=None, help="Who (default: cli:<login name>).")
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (checked against the alert).")
+@with_appcontext
+def alert_resolve(alert_id: int, note: str, by_name: str | None, tenant_ref: str | None) -> None:
+    """Resolve an alert by hand."""
+    from app.models import Alert
+    from app.services import alerts
+
+    found = _owned(Alert, alert_id, tenant_ref, "alert")
+    _ensure_redis()
+    done = alerts.resolve(found.tenant_id, found.id, _operator(by_name), note)
+    click.echo(f"alert {done.id} resolved")

@@ -1,0 +1,154 @@
+"""Alert rules: create, change, list and delete, always within one tenant."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AlertRule, NotificationChannel, Probe, ProbeGroup
+from app.models.base import MAX_ID
+from app.probes import PROTOCOLS
+from app.services import alert_triggers
+from app.services.errors import InvalidInputError, NotFoundError, describe_validation_error
+from app.services.unique_names import commit_unique
+
+MAX_WINDOW = 100  # alert_states.recent holds this many verdicts
+MAX_REMINDER_SECONDS = 7 * 86400
+
+Id = Field(ge=1, le=MAX_ID)
+
+
+class RuleInput(BaseModel):
+    """An alert rule as a user describes it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"\S", description="Unique within the tenant.")
+    description: str = Field("", max_length=2000)
+    kind: Literal["down", "slow", "certificate"] = Field(
+        description="down: runs that fail; slow: successful runs slower than slow_ms; "
+                    "certificate: fewer than cert_days days left on the TLS certificate.")
+    probe_id: int | None = Field(None, ge=1, le=MAX_ID, description="One probe; omitted: every probe of the tenant "
+                                                                    "that matches group_id and protocol.")
+    group_id: int | None = Field(None, ge=1, le=MAX_ID, description="Only probes of this group.")
+    protocol: Literal[PROTOCOLS] | None = Field(None, description="Only probes of this protocol.")  # type: ignore[valid-type]
+    threshold: int = Field(3, ge=1, le=MAX_WINDOW, description="Bad runs that open the alert ...")
+    window: int | None = Field(None, ge=1, le=MAX_WINDOW,
+                               description="... among the last this many counted runs (default: threshold, "
+                                           "i.e. that many in a row).")
+    recovery: int = Field(1, ge=1, le=MAX_WINDOW, description="Good runs in a row that resolve it.")
+    slow_ms: float | None = Field(None, gt=0, le=3_600_000, description="kind slow: response time limit in ms.")
+    cert_days: int | None = Field(None, ge=1, le=3650, description="kind certificate: days left under which it fires.")
+    reminder_seconds: int = Field(0, ge=0, le=MAX_REMINDER_SECONDS,
+                                  description="Notify again this often while firing and not acknowledged; 0: never.")
+    send_resolved: bool = Field(True, description="Notify when the alert resolves.")
+    enabled: bool = True
+    channel_ids: list[int] = Field(default_factory=list, max_length=20,
+                                   description="Notification channels of the tenant to notify.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RuleInput":
+        if self.window is None:
+            self.window = self.threshold
+        if self.window < self.threshold:
+            raise _broken("window", f"must be at least threshold ({self.threshold})")
+        if self.kind == "slow" and self.slow_ms is None:
+            raise _broken("slow_ms", "required for a slow rule")
+        if self.kind == "certificate" and self.cert_days is None:
+            raise _broken("cert_days", "required for a certificate rule")
+        if self.kind != "slow" and self.slow_ms is not None:
+            raise _broken("slow_ms", "only for a slow rule")
+        if self.kind != "certificate" and self.cert_days is not None:
+            raise _broken("cert_days", "only for a certificate rule")
+        if self.probe_id is not None and (self.group_id is not None or self.protocol is not None):
+            raise _broken("probe_id", "a rule for one probe takes no group_id or protocol filter")
+        if 0 < self.reminder_seconds < 60:
+            raise _broken("reminder_seconds", "must be 0 (never) or at least 60")
+        if len(set(self.channel_ids)) != len(self.channel_ids):
+            raise _broken("channel_ids", "lists a channel twice")
+        return self
+
+
+def _broken(field: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError("rule_rule", "{message}", {"field": field, "message": message})
+
+
+def _validated(data: dict[str, Any]) -> RuleInput:
+    try:
+        return RuleInput(**data)
+    except ValidationError as exc:
+        field, message = describe_validation_error(exc.errors(include_url=False)[0])
+        raise InvalidInputError(message, field=field) from None
+
+
+def _own(model: type[Any], tenant_id: int, item_id: int | None, what: str) -> Any:
+    if item_id is None:
+        return None
+    item = db.session.get(model, item_id)
+    if item is None or item.tenant_id != tenant_id:
+        raise NotFoundError(f"{what} {item_id} not found")
+    return item
+
+
+def _apply(rule: AlertRule, tenant_id: int, fields: RuleInput) -> None:
+    _own(Probe, tenant_id, fields.probe_id, "probe")
+    _own(ProbeGroup, tenant_id, fields.group_id, "probe group")
+    channels = [_own(NotificationChannel, tenant_id, channel_id, "notification channel")
+                for channel_id in fields.channel_ids]
+    for name, value in fields.model_dump(exclude={"channel_ids"}).items():
+        setattr(rule, name, value)
+    rule.channels = channels
+
+
+def _commit(name: str) -> None:
+    commit_unique("an alert rule", name)
+    alert_triggers.forget_rule_tenants()
+
+
+def create_rule(tenant_id: int, data: dict[str, Any]) -> AlertRule:
+    fields = _validated(data)
+    rule = AlertRule(tenant_id=tenant_id)
+    _apply(rule, tenant_id, fields)
+    db.session.add(rule)
+    _commit(fields.name)
+    return rule
+
+
+def get_rule(tenant_id: int, rule_id: int) -> AlertRule:
+    rule = _own(AlertRule, tenant_id, rule_id, "alert rule")
+    assert rule is not None
+    return rule
+
+
+def list_rules(tenant_id: int) -> list[AlertRule]:
+    return list(db.session.scalars(select(AlertRule).where(AlertRule.tenant_id == tenant_id).order_by(AlertRule.id)))
+
+
+def rule_fields(rule: AlertRule) -> dict[str, Any]:
+    """The rule as ``RuleInput`` fields (what an update starts from)."""
+    return {name: getattr(rule, name) for name in RuleInput.model_fields if name != "channel_ids"} | {
+        "channel_ids": [channel.id for channel in rule.channels]}
+
+
+def update_rule(tenant_id: int, rule_id: int, changes: dict[str, Any]) -> AlertRule:
+    """Change some fields; the whole rule is validated again. Changing what the rule counts
+    (kind, thresholds, scope) keeps open alerts; they resolve by the new rule."""
+    rule = get_rule(tenant_id, rule_id)
+    current = rule_fields(rule)
+    if "threshold" in changes and "window" not in changes and current["window"] == current["threshold"]:
+        current["window"] = None  # "that many in a row" stays so
+    fields = _validated({**current, **changes})
+    _apply(rule, tenant_id, fields)
+    _commit(fields.name)
+    return rule
+
+
+def delete_rule(tenant_id: int, rule_id: int) -> None:
+    """Delete a rule with its alerts, their history and notifications."""
+    db.session.delete(get_rule(tenant_id, rule_id))
+    db.session.commit()
+    alert_triggers.forget_rule_tenants()
