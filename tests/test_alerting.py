@@ -313,3 +313,29 @@ def test_results_no_message_announced_are_caught_up(app: Flask, receiver: Webhoo
     assert len(caught.fired) == 1 and caught.results == 1
     assert alert_evaluation.catch_up().results == 0
     assert db.session.scalar(select(db.func.count()).select_from(Alert)) == 1
+
+
+def test_two_beats_reminding_at_once_remind_once(pg_app: Flask, receiver: WebhookReceiver,
+                                                  quick_delivery: None) -> None:
+    _, probe, rule, _ = setup_rule(receiver, threshold=1, reminder_seconds=600)
+    alert_evaluation.evaluate([(probe.id, stored(probe, "failed"))])
+    alert_id = db.session.scalars(select(Alert.id)).one()
+    db.session.execute(update(Alert).where(Alert.id == alert_id).values(next_reminder_at=utcnow()))
+    db.session.commit()
+    created: list[list[str]] = []
+    start = threading.Barrier(2)
+
+    def remind() -> None:
+        with pg_app.app_context():
+            start.wait()
+            created.append(alerts.send_reminders())
+            db.session.remove()
+
+    threads = [threading.Thread(target=remind) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(len(ids) for ids in created) == [0, 1]
+    db.session.expire_all()
+    assert db.session.get(Alert, alert_id).reminders_sent == 1
