@@ -7,7 +7,9 @@ dispatcher for deployments that run a different beat scheduler.
 
 ``alert-housekeeping`` sends due reminders and retries, and takes over notifications
 whose worker died mid-send (their lease ran out); once a minute it also evaluates
-results no evaluation message announced (``alert-catch-up``).
+results no evaluation message announced (``alert-catch-up``). Both go ahead of the
+evaluations queued on ``alerts`` (priority 9, as deliveries do), so a backlog of
+evaluations delays neither a retry nor a rate-limited summary.
 """
 
 from celery.schedules import crontab
@@ -25,13 +27,13 @@ beat_schedule = {
     'alert-housekeeping': {
         'task': 'app.tasks.alert_tasks.alert_housekeeping',
         'schedule': 5.0,
-        'options': {'expires': 5.0},
+        'options': {'expires': 30.0, 'priority': 9},
     },
     'alert-catch-up': {
         'task': 'app.tasks.alert_tasks.alert_housekeeping',
         'schedule': 60.0,
         'kwargs': {'catch_up': True},
-        'options': {'expires': 60.0},
+        'options': {'expires': 120.0, 'priority': 9},
     },
     'deep-cleanup-probe-results': {
         'task': 'app.tasks.network_probe_tasks.cleanup_old_results',

@@ -6,7 +6,12 @@ One event loop (uvloop when installed) serves, on 127.0.0.1:
 - an HTTP/1.1 server: ``/ok`` answers ``200 ok`` at once, ``/slow?ms=N`` after N ms,
   every response with ``Connection: close`` (probes open a connection per run);
 - a *dead* port: connections are accepted and then nothing is ever read or sent —
-  the target that is up at the TCP level and hangs, the kind that holds a prober longest.
+  the target that is up at the TCP level and hangs, the kind that holds a prober longest;
+- switchable targets, ``/switch/<anything>``: ``200 ok`` while the switch is up,
+  ``503 Service Unavailable`` (at once) while it is down. ``GET /control/switch?down=1``
+  turns every switchable target down at one moment, ``?down=0`` up again; the answer is
+  ``{"down": true|false, "at": <epoch seconds of the switch>}``. A benchmark points a
+  share of its probes at ``/switch/…`` to make them fail, and recover, together.
 
 It prints one JSON line ``{"http": PORT, "dead": PORT}`` on stdout when ready and
 serves until SIGTERM or SIGINT::
@@ -20,9 +25,19 @@ import asyncio
 import json
 import signal
 import sys
+import time
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n"
+               b"Connection: close\r\n\r\ndown")
+CONTROL = b"/control/switch?down="
+
+
+class _Switch:
+    """Whether the switchable targets are down (one flag for all of them: they fail together)."""
+
+    down = False
 
 
 class _Http(asyncio.Protocol):
@@ -39,6 +54,13 @@ class _Http(asyncio.Protocol):
         path = self.buffer.split(b" ", 2)[1] if self.buffer.count(b" ") >= 2 else b""
         if path == b"/ok":
             self._answer(OK)
+        elif path.startswith(b"/switch/"):
+            self._answer(UNAVAILABLE if _Switch.down else OK)
+        elif path.startswith(CONTROL):
+            _Switch.down = path.removeprefix(CONTROL) == b"1"
+            state = json.dumps({"down": _Switch.down, "at": time.time()}).encode()
+            self._answer(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n%s" % (len(state), state))
         elif path.startswith(b"/slow?ms="):
             delay = int(path.removeprefix(b"/slow?ms=") or 0) / 1000
             asyncio.get_running_loop().call_later(delay, self._answer, OK)

@@ -4,16 +4,21 @@
 Creates one tenant and N auto probes, starts K workers on ``network_probes`` and
 B beats (each dispatching due probes about every second), lets them run, stops
 them and reads from the database how many runs were stored, how late they
-started, and whether any slot ran twice or not at all. See bench/README.md.
+started, and whether any slot ran twice or not at all. With ``--alerts``, a tenant-wide
+``down`` rule notifies a rate-limited webhook receiver in this process and an ``alerts``
+worker evaluates every stored batch, so the same fleet can be measured with rule
+evaluation off and on. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +35,7 @@ from typing import Any, Iterator, Sequence
 from bench_env import REDIS_SERVER, ROOT, BenchError, scratch_postgres  # bench/ is on sys.path when run as a script
 
 PROBE_QUEUE = "network_probes"
+ALERTS_QUEUE = "alerts"
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 SETTLE_MARGIN = 5.0  # seconds a dispatched run may take to be stored, on top of its interval
@@ -70,6 +76,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slow-share", type=float, default=0.0,
                         help="share of http probes whose target answers after --slow-ms (default: %(default)s)")
     parser.add_argument("--slow-ms", type=int, default=2000, help="delay of the slow targets (default: %(default)s)")
+    parser.add_argument("--alerts", action="store_true",
+                        help="evaluate alert rules: a tenant-wide down rule notifying a loopback webhook, and one "
+                             "celery worker -Q alerts (default: off, no rule, no alerts worker)")
+    parser.add_argument("--alert-threshold", type=int, default=3,
+                        help="with --alerts: failures in a row that open an alert (default: %(default)s)")
+    parser.add_argument("--alert-rate-limit", type=int, default=20,
+                        help="with --alerts: the webhook channel's sends per 60 s; more become a summary "
+                             "(default: %(default)s, the channel default)")
     parser.add_argument("--blackbox", metavar="PATH", nargs="?", const="prometheus-blackbox-exporter",
                         help="also run blackbox_exporter (Debian: prometheus-blackbox-exporter) on the same "
                              "targets at the same schedule for --duration, and report both")
@@ -86,6 +100,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--redis-db must be 0..15")
     if not (0 <= args.dead_share <= 0.5 and 0 <= args.slow_share <= 0.5):
         parser.error("--dead-share and --slow-share must be between 0 and 0.5")
+    if not (1 <= args.alert_threshold <= 100 and 1 <= args.alert_rate_limit <= 10000):
+        parser.error("--alert-threshold must be 1..100 and --alert-rate-limit 1..10000")
     if (args.dead_share or args.slow_share or args.blackbox) and args.protocol != "http":
         parser.error("--dead-share, --slow-share and --blackbox need --protocol http")
     return args
@@ -167,6 +183,20 @@ class Fleet:
     category: dict[int, str]  # probe id -> healthy, slow or dead
     target: dict[int, str]  # probe id -> what it checks
     timeout: float
+    rule_id: int | None = None  # --alerts: the tenant-wide down rule
+
+
+def create_alert_rule(args: argparse.Namespace, tenant_id: int, receiver_url: str, signing_key: str) -> int:
+    """A webhook channel to the loopback receiver and a tenant-wide ``down`` rule notifying it."""
+    from app.services.alert_rules import create_rule
+    from app.services.notification_channels import create_channel
+
+    channel = create_channel(tenant_id, {"name": "bench-hook", "kind": "webhook", "settings": {"url": receiver_url},
+                                         "secrets": {"signing_key": signing_key},
+                                         "rate_limit": args.alert_rate_limit, "rate_window_seconds": 60})
+    rule = create_rule(tenant_id, {"name": "fleet down", "kind": "down", "threshold": args.alert_threshold,
+                                   "recovery": 1, "channel_ids": [channel.id]})
+    return rule.id
 
 
 def _category(index: int, count: int, dead: int, slow: int) -> str:
@@ -216,6 +246,15 @@ def anchor_schedule(tenant_id: int, first_slot: float) -> None:
     db.session.execute(update(Probe).where(Probe.tenant_id == tenant_id).values(next_run_at=None, missed_runs=0))
     db.session.commit()
     reconcile(now=int(first_slot * 1000))
+
+
+def count_alerts(tenant_id: int) -> int:
+    from sqlalchemy import func, select
+
+    from app.extensions import db
+    from app.models import Alert
+
+    return int(db.session.scalar(select(func.count()).select_from(Alert).where(Alert.tenant_id == tenant_id)) or 0)
 
 
 def count_unfinished_slots(interval: int, timeout: float) -> None:
@@ -303,6 +342,14 @@ def start_workers(children: Children, count: int, concurrency: int) -> None:
                        f"--concurrency={concurrency}", "--loglevel=warning")
 
 
+ALERTS_WORKER = ["worker", "-Q", ALERTS_QUEUE, "-n", "alerts@%h", "--loglevel=warning"]  # default prefork pool
+
+
+def start_alerts_worker(children: Children) -> None:
+    """``celery -A celery_worker.celery worker -Q alerts`` (role ``alerts``)."""
+    children.start("alerts-0", "alerts", *ALERTS_WORKER)
+
+
 def start_beats(children: Children, count: int) -> None:
     for index in range(count):
         children.start(f"beat-{index}", "beat", "beat", "--loglevel=warning",
@@ -388,6 +435,8 @@ class Sampler:
     database_name: str | None
     window_start: float
     queue_peak: int = 0
+    sample_alerts_queue: bool = False
+    alerts_queue_peak: int = 0
     rss_peak_kib: dict[str, int] = field(default_factory=dict)  # peak of the summed RSS, per role
     pss_peak_kib: dict[str, int] = field(default_factory=dict)  # the same for PSS
     _ticks: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
@@ -419,6 +468,8 @@ class Sampler:
         while not self._stop.wait(1.0):
             with contextlib.suppress(Exception):  # a sample lost to a busy broker is not a result
                 self.queue_peak = max(self.queue_peak, queue_length(PROBE_QUEUE))
+                if self.sample_alerts_queue:
+                    self.alerts_queue_peak = max(self.alerts_queue_peak, queue_length(ALERTS_QUEUE))
             self._sample_processes()
             if self._baseline is None and time.time() >= self.window_start:
                 self._baseline, self._baseline_at = self._totals(), time.time()
@@ -490,6 +541,66 @@ class Results:
     cores: dict[str, float]
     listen_overflows: int
     load_before: float
+    evaluation: Evaluation | None = None  # --alerts
+
+
+@dataclass
+class Evaluation:
+    """With ``--alerts``: what the alerts worker did in the window."""
+
+    evaluated: int  # results evaluated between the window's two snapshots
+    seconds: float  # between the snapshots
+    unevaluated_at_end: int  # results stored but not yet evaluated when the beats stopped
+    lag_ms: list[float]  # per probe, at the end: its state's last update − created_at of the last result it saw
+    alerts_opened: int
+    received: Counter[str]  # webhook messages, by event
+    queue_peak: int
+    rss_peak_mib: float
+    pss_peak_mib: float
+
+
+def evaluated_results(tenant_id: int, rule_id: int) -> tuple[float, int]:
+    """(now, results of the tenant its rule has seen): the rule's state of each probe covers
+    every result up to ``last_result_id``."""
+    from sqlalchemy import and_, func, select
+
+    from app.extensions import db
+    from app.models import AlertState, ProbeResult
+
+    try:
+        count = db.session.scalar(
+            select(func.count()).select_from(ProbeResult)
+            .join(AlertState, and_(AlertState.probe_id == ProbeResult.probe_id, AlertState.rule_id == rule_id))
+            .where(ProbeResult.tenant_id == tenant_id, ProbeResult.id <= AlertState.last_result_id))
+    finally:
+        db.session.rollback()
+    return time.time(), int(count or 0)
+
+
+def evaluation_at_end(fleet: Fleet) -> tuple[tuple[float, int], int, list[float]]:
+    """When the beats stop: the evaluated count, the results not evaluated yet, and each
+    probe's evaluation lag (its state's ``updated_at`` − ``created_at`` of its last seen result)."""
+    from sqlalchemy import and_, func, select
+
+    from app.extensions import db
+    from app.models import AlertState, ProbeResult
+
+    assert fleet.rule_id is not None
+    end = evaluated_results(fleet.tenant_id, fleet.rule_id)
+    try:
+        behind = db.session.scalar(
+            select(func.count()).select_from(ProbeResult)
+            .join(AlertState, and_(AlertState.probe_id == ProbeResult.probe_id,
+                                   AlertState.rule_id == fleet.rule_id))
+            .where(ProbeResult.tenant_id == fleet.tenant_id, ProbeResult.id > AlertState.last_result_id))
+        lags = sorted((_epoch(updated) - _epoch(created)) * 1000 for updated, created in db.session.execute(
+            select(AlertState.updated_at, ProbeResult.created_at)
+            .join(ProbeResult, and_(ProbeResult.id == AlertState.last_result_id,
+                                    ProbeResult.probe_id == AlertState.probe_id))
+            .where(AlertState.rule_id == fleet.rule_id)))
+    finally:
+        db.session.rollback()
+    return end, int(behind or 0), lags
 
 
 def _epoch(moment: datetime) -> float:
@@ -664,9 +775,34 @@ def report(args: argparse.Namespace, results: Results) -> str:
         ("TCP listen-queue overflows (system-wide; > 0: targets dropped connections)",
          f"{results.listen_overflows:,}"),
     ]
+    rows += _evaluation_rows(args, results)
     lines = ["| parameter / result | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
+
+
+def _evaluation_rows(args: argparse.Namespace, results: Results) -> list[tuple[str, str]]:
+    evaluation = results.evaluation
+    if evaluation is None:
+        return [("alert evaluation", "off (no rule, no alerts worker)")]
+    rate = evaluation.evaluated / evaluation.seconds if evaluation.seconds > 0 else float("nan")
+    cores = results.cores.get("alerts", float("nan"))
+    per_result_us = 1e6 * cores / rate if rate else float("nan")
+    received = ", ".join(f"{event} {count:,}" for event, count in sorted(evaluation.received.items())) or "none"
+    return [
+        ("alert evaluation", f"on: tenant-wide `down` rule (threshold {args.alert_threshold}), webhook channel "
+                             f"{args.alert_rate_limit}/60 s to a loopback receiver; "
+                             f"`celery -A celery_worker.celery {' '.join(ALERTS_WORKER)}`"),
+        ("results evaluated in window", f"{evaluation.evaluated:,} ({rate:,.1f}/s)"),
+        ("**alerts worker CPU per evaluated result**", f"**{per_result_us:,.0f} µs** ({cores:.2f} cores)"),
+        ("evaluation lag ms (state written − result created), each probe's last evaluation: "
+         "median / p95 / p99 / max", _lags(evaluation.lag_ms)),
+        ("results stored but not evaluated when the beats stopped", f"{evaluation.unevaluated_at_end:,}"),
+        ("peak alerts queue length (messages)", f"{evaluation.queue_peak:,}"),
+        ("peak RSS / PSS: alerts worker (all processes)",
+         f"{evaluation.rss_peak_mib:,.0f} MiB / {evaluation.pss_peak_mib:,.0f} MiB"),
+        ("alerts opened / webhook messages received", f"{evaluation.alerts_opened:,} / {received}"),
+    ]
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -685,34 +821,58 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> tup
     stack.callback(children.stop)
     http_ports = start_fleet_targets(children) if args.protocol == "http" else None
     loopback = start_loopback_targets(stack) if args.protocol != "http" else None
+    receiver = None
+    if args.alerts:
+        from webhook_receiver import WebhookReceiver  # bench/webhook_receiver.py
+
+        signing_key = secrets.token_urlsafe(24)
+        receiver = stack.enter_context(WebhookReceiver(signing_key))
 
     load_before = os.getloadavg()[0]
     began = time.monotonic()
     fleet = create_fleet(args, http_ports, loopback)
+    if receiver is not None:
+        fleet = dataclasses.replace(fleet, rule_id=create_alert_rule(args, fleet.tenant_id, receiver.url,
+                                                                     signing_key))
     print(f"created {args.probes} probes in {time.monotonic() - began:.1f} s", file=sys.stderr)
 
     start_workers(children, args.workers, args.concurrency)
-    wait_for_workers(children, args.workers)
+    if args.alerts:
+        start_alerts_worker(children)
+    wait_for_workers(children, args.workers + (1 if args.alerts else 0))
     started = time.time() + BEAT_START_SECONDS
     anchor_schedule(fleet.tenant_id, started)
     overflows = listen_overflows()
     start_beats(children, args.beats)
     sampler = Sampler(children, database_url.rpartition("/")[2] if args.database is None else None,
-                      window_start=started + args.warmup)
+                      window_start=started + args.warmup, sample_alerts_queue=args.alerts)
     sampler.start()
     stack.callback(sampler.stop)
     print(f"running {args.duration:g} s …", file=sys.stderr)
+    evaluated_start: tuple[float, int] | None = None
     while time.time() < started + args.duration:
         children.check_alive()
+        if fleet.rule_id is not None and evaluated_start is None and time.time() >= started + args.warmup:
+            evaluated_start = evaluated_results(fleet.tenant_id, fleet.rule_id)
         time.sleep(0.5)
 
     children.stop("beat")
     end = time.time()
+    at_end = evaluation_at_end(fleet) if fleet.rule_id is not None else None
     sampler.stop()
     children.stop("worker")
+    children.stop("alerts")
     count_unfinished_slots(args.interval, fleet.timeout)
     window = Window(start=started + args.warmup, end=end, settled_end=end - args.interval - SETTLE_MARGIN)
     results = measure(fleet, window, sampler, overflows, load_before)
+    if at_end is not None and evaluated_start is not None and receiver is not None:
+        (end_at, end_count), behind, lags = at_end
+        results.evaluation = Evaluation(
+            evaluated=end_count - evaluated_start[1], seconds=end_at - evaluated_start[0],
+            unevaluated_at_end=behind, lag_ms=lags, alerts_opened=count_alerts(fleet.tenant_id),
+            received=Counter(arrival.event for arrival in receiver.arrivals()),
+            queue_peak=sampler.alerts_queue_peak, rss_peak_mib=sampler.rss_peak_kib.get("alerts", 0) / 1024,
+            pss_peak_mib=sampler.pss_peak_kib.get("alerts", 0) / 1024)
     for line in log_errors(children)[:20]:
         print(line, file=sys.stderr)
     return results, fleet, children

@@ -10,6 +10,7 @@ each step, so a change to one of them can be measured alone::
 
     .venv/bin/python bench/run_bookkeeping.py
     .venv/bin/python bench/run_bookkeeping.py --probes 10000 --batch 200 --rounds 20
+    .venv/bin/python bench/run_bookkeeping.py --alert-rule   # also the alerts worker's evaluation per result
 
 The engine's own cost (a new-connection HTTP GET) is ``bench/probe_engine.py``; the
 whole pipeline is ``bench/probe_throughput.py``.
@@ -36,6 +37,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=50, help="slots per dispatcher message")
     parser.add_argument("--rounds", type=int, default=10, help="times every probe gets a slot")
     parser.add_argument("--redis-db", type=int, default=8, help="Redis database for the status cache (flushed)")
+    parser.add_argument("--alert-rule", action="store_true",
+                        help="a tenant-wide down rule: also time the alert evaluation of every stored batch "
+                             "(what an alerts worker does for the batch's message)")
     return parser.parse_args()
 
 
@@ -70,7 +74,7 @@ def measure(args: argparse.Namespace) -> int:
     from app.extensions import db
     from app.models import Probe, ProbeLease
     from app.probes.base import ProbeOutcome, ProbeStatus
-    from app.services import leases, probe_runs, result_store
+    from app.services import alert_evaluation, alert_rules, leases, probe_runs, result_store
     from app.services.probe_executor import Finished
     from app.services.tenants import create_tenant
 
@@ -82,6 +86,8 @@ def measure(args: argparse.Namespace) -> int:
          "auto_probe": True, "enabled": True, "spec": {}, "conditions": {}} for index in range(args.probes)])
     db.session.commit()
     ids = list(db.session.scalars(select(Probe.id).where(Probe.tenant_id == tenant.id).order_by(Probe.id)))
+    if args.alert_rule:
+        alert_rules.create_rule(tenant.id, {"name": "all down", "kind": "down", "threshold": 3})
 
     totals: dict[str, float] = {}
     runs = 0
@@ -104,7 +110,10 @@ def measure(args: argparse.Namespace) -> int:
                 outcome = ProbeOutcome(ProbeStatus.SUCCESS, response_time_ms=3.2, status_code=200, bytes_read=2)
                 measured = [probe_runs.measured(Finished(job, outcome, now)) for job in jobs]
             with cpu_clock(totals, "store: insert + close leases + commit + cache"):
-                result_store.store(measured)
+                stored = result_store.store(measured)
+            if args.alert_rule:
+                with cpu_clock(totals, "alert evaluation of the batch (alerts worker)"):
+                    alert_evaluation.evaluate([(probe_id, result_id) for (probe_id, _), result_id in stored.items()])
             runs += len(measured)
     if runs != args.probes * args.rounds:
         print(f"expected {args.probes * args.rounds} runs, stored {runs}", file=sys.stderr)

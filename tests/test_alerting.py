@@ -235,14 +235,14 @@ def make_user(tenant_id: int) -> Any:
     return add_member(tenant_id, f"oncall-{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(16), "operator").user
 
 
-def test_a_flood_over_the_rate_limit_becomes_one_summary_and_waits_for_the_next_window(
+def test_a_flood_over_the_rate_limit_becomes_one_summary_within_the_window(
         app: Flask, receiver: WebhookReceiver, quick_delivery: None) -> None:
     from app.services import notification_delivery
 
     tenant = make_tenant()
-    probes = [make_probe(tenant.id, "http://127.0.0.1:9/", name=f"web-{n}") for n in range(8)]
+    probes = [make_probe(tenant.id, "http://127.0.0.1:9/", name=f"web-{n}") for n in range(9)]
     channel = notification_channels.create_channel(tenant.id, {
-        "name": "hook", "kind": "webhook", "settings": {"url": f"{receiver.url}/hook"}, "rate_limit": 2,
+        "name": "hook", "kind": "webhook", "settings": {"url": f"{receiver.url}/hook"}, "rate_limit": 3,
         "rate_window_seconds": 3600})
     alert_rules.create_rule(tenant.id, {"name": "all down", "kind": "down", "threshold": 1,
                                         "channel_ids": [channel.id]})
@@ -250,26 +250,35 @@ def test_a_flood_over_the_rate_limit_becomes_one_summary_and_waits_for_the_next_
     def fail(group: list[Any]) -> None:
         alert_evaluation.evaluate([(probe.id, stored(probe, "failed")) for probe in group])
 
-    fail(probes[:5])  # five alerts at once, two sends of room: one summary of all five
-    report = notification_delivery.deliver()
-    assert (report.sent, report.summarized) == (1, 5)
-    summary = receiver.wait_for(1)[0].json
-    assert summary["event"] == "summary"
-    assert sorted(entry["probe"]["name"] for entry in summary["data"]["alerts"]) == [f"web-{n}" for n in range(5)]
-    assert summary["data"]["counts"]["firing"] == 5
+    def gathered_long_enough() -> None:  # the gathering time passing, without waiting for it
+        db.session.execute(update(Notification).where(Notification.status == "pending").values(
+            created_at=utcnow() - timedelta(seconds=60), next_attempt_at=utcnow()))
+        db.session.commit()
 
-    fail(probes[5:7])  # two more, one send of room left: a summary again
-    assert notification_delivery.deliver().summarized == 2
-    fail(probes[7:])  # the window is full: it waits for the next one
-    waiting = notification_delivery.deliver()
-    assert (waiting.sent, waiting.waiting) == (0, 1)
+    fail(probes[:2])  # fits, keeping the window's last send for a summary: sent one by one
+    assert notification_delivery.deliver().sent == 2
+    fail(probes[2:6])  # four more than the one send left: gathered first ...
+    assert notification_delivery.deliver().waiting == 4
+    fail(probes[6:8])  # ... with what arrives meanwhile ...
+    assert notification_delivery.deliver().waiting == 2
+    assert len(receiver.requests) == 2
+    gathered_long_enough()
+    report = notification_delivery.deliver()  # ... and told in one summary, within the window
+    assert (report.sent, report.summarized) == (1, 6)
+    summary = receiver.wait_for(3)[2].json
+    assert summary["event"] == "summary" and summary["data"]["counts"]["firing"] == 6
+    assert sorted(entry["probe"]["name"] for entry in summary["data"]["alerts"]) == [f"web-{n}" for n in range(2, 8)]
+    assert summary["data"]["link"].endswith("/api/v1/alerts?status=open")
+
+    fail(probes[8:])  # the window is spent: it waits for the next one
+    assert notification_delivery.deliver().waiting == 1
     db.session.expire_all()
     pending = db.session.scalars(select(Notification).where(Notification.status == "pending")).one()
     assert pending.next_attempt_at > utcnow() + timedelta(minutes=59)
     assert pending.attempts == 0
-    assert len(receiver.requests) == 2
+    assert len(receiver.requests) == 3
     statuses = sorted(db.session.scalars(select(Notification.status)).all())
-    assert statuses == ["pending"] + ["sent"] * 2 + ["summarized"] * 7
+    assert statuses == ["pending"] + ["sent"] * 3 + ["summarized"] * 6
 
 
 def test_an_alert_by_email_reaches_the_smtp_server(app: Flask, worker: object, quick_delivery: None) -> None:

@@ -28,6 +28,7 @@ Context variables (the same names and shapes as ``Message.data``; all JSON value
                             ``status``, ``error``, ``since``, ``link``, ``probe`` (``name``,
                             ``target``) and ``rule`` (``name``)
 ``counts``                  (``summary``) ``firing``, ``acknowledged``, ``resolved``
+``more``                    (``summary``) how many more alerts it carries than ``alerts`` lists
 ==========================  ===========================================================
 
 Filters besides Jinja's usual text and list filters: ``datetime`` (an ISO string, Unix
@@ -121,7 +122,7 @@ OBJECT_FIELDS: dict[str, tuple[str, ...]] = {
     "counts": ("firing", "acknowledged", "resolved"),
 }
 VALUE_NAMES = ("event", "status", "error", "response_time_ms", "status_code", "since", "duration_seconds", "link",
-               "target", "timezone", "alerts")
+               "target", "timezone", "alerts", "more")
 CONTEXT_NAMES = frozenset(VALUE_NAMES) | frozenset(OBJECT_FIELDS)
 
 SAMPLE_CONTEXT: dict[str, Any] = {
@@ -153,6 +154,7 @@ SAMPLE_CONTEXT: dict[str, Any] = {
          "probe": {"name": "db-1", "target": "db-1.example.com:5432"}, "rule": {"name": "database reachable"}},
     ],
     "counts": {"firing": 1, "acknowledged": 1, "resolved": 0},
+    "more": 0,
 }
 
 
@@ -223,6 +225,7 @@ DEFAULT_TEMPLATES: dict[str, tuple[str, str]] = {
         "{% if a.error %}, {{ a.error }}{% endif %}, since {{ a.since | datetime }}\n"
         "{% if a.link %}  {{ a.link }}\n{% endif %}"
         "{% else %}No alert is open.\n{% endfor %}"
+        "{% if more %}… and {{ more }} more.\n{% endif %}"
         "{% if link %}\n{{ link }}\n{% endif %}",
     ),
     "test": (

@@ -1,30 +1,33 @@
 """Evaluate stored probe results against the alert rules that cover their probes.
 
 One call handles one stored batch (the ``alerts`` task's message: the batch's
-``(probe_id, result_id)`` pairs). For every (rule, probe) pair it reads the results the
-pair has not seen, moves the pair's memory forward (``app.alerting.rules``) and writes
-the new memory by compare-and-set on its ``version``; only the evaluator whose write
-succeeds applies the transitions — opens or resolves the alert, records the event and
-writes the notifications, in the same transaction. A second evaluator that raced it
-re-reads the memory and goes on from there; a redelivered message finds nothing unseen.
+``(probe_id, result_id)`` pairs). For every (rule, probe) pair it reads the pair's memory
+(locked, in key order, on PostgreSQL) and the results the pair has not seen, moves the
+memory forward (``app.alerting.rules``) and writes the new memories — one statement for
+the batch — by compare-and-set on their ``version``. Only a pair whose write succeeded has
+its transitions applied — the alert opened or resolved, the event recorded, the
+notifications written — in the same transaction. A pair another evaluator moved meanwhile
+is read again and goes on from there; a redelivered message finds nothing unseen.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Any, Iterable, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, Select, String, bindparam, func, select, text, update
 
 from app.alerting.rules import Memory, ResultView, RuleSpec, Transition, advance
 from app.core.config import active_settings
 from app.extensions import db
 from app.models import Alert, AlertEvent, AlertRule, AlertState, Probe, ProbeResult, utcnow
 from app.services import outbox
-from app.services.bulk import insert_new
+from app.models.base import UTCDateTime
+from app.services.bulk import KeyList, dialect_name, insert_new, per_dialect
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,31 @@ class ProbeView:
     protocol: str
     name: str
     target: str
+
+
+Pair = tuple[int, int]  # (rule_id, probe_id)
+
+
+class _State(NamedTuple):
+    rule_id: int
+    probe_id: int
+    last_result_id: int
+    recent: str
+    good_streak: int
+    bad_since: datetime | None
+    version: int
+    alert_id: int | None
+
+
+class _Decision(NamedTuple):
+    state: _State
+    memory: Memory
+    transitions: list[Transition]
+    unseen: list[ResultView]
+
+
+_STATES = AlertState.__table__
+_STATE_COLUMNS = [_STATES.c[name] for name in _State._fields]
 
 
 def rule_spec(rule: AlertRule) -> RuleSpec:
@@ -84,9 +112,9 @@ def evaluate(stored: Iterable[tuple[int, int]]) -> EvaluationReport:
 
 
 def _evaluate(first_new: dict[int, int], report: EvaluationReport) -> None:
+    dialect = dialect_name()
     probes = {row.id: ProbeView(*row) for row in db.session.execute(
-        select(Probe.id, Probe.tenant_id, Probe.group_id, Probe.protocol, Probe.name, Probe.target)
-        .where(Probe.id.in_(sorted(first_new))))}
+        _probes_statement(), _PROBE_IDS.bind(dialect, sorted(first_new)))}
     if not probes:
         return
     rules = db.session.scalars(
@@ -101,90 +129,158 @@ def _evaluate(first_new: dict[int, int], report: EvaluationReport) -> None:
     results = _unseen_results(sorted({probe_id for _, probe_id in pairs}),
                               min(state.last_result_id for state in states.values()), since)
     report.pairs = len(pairs)
-    for rule_id, probe_id in pairs:  # in key order: two evaluators lock pairs in the same order
-        _evaluate_pair(rules_by_id[rule_id], probes[probe_id], states[(rule_id, probe_id)],
-                       results.get(probe_id, []), report)
+    decided: dict[Pair, _Decision] = {}
+    for pair in pairs:
+        unseen = [result for result in results.get(pair[1], []) if result.id > states[pair].last_result_id]
+        if unseen:
+            memory, transitions = advance(rule_spec(rules_by_id[pair[0]]), _memory(states[pair]), unseen)
+            decided[pair] = _Decision(states[pair], memory, transitions, unseen)
+    written = _compare_and_set_all(list(decided.values()))
+    for pair, decision in decided.items():  # in key order, as the states were locked
+        rule, probe = rules_by_id[pair[0]], probes[pair[1]]
+        if pair in written:
+            _record(rule, probe, decision, report)
+        else:  # another evaluator moved this state meanwhile (SQLite: no row locks): go on from its state
+            _evaluate_pair(rule, probe, results.get(pair[1], []), report)
 
 
-def _states(pairs: list[tuple[int, int]], probes: dict[int, ProbeView],
-            first_new: dict[int, int]) -> dict[tuple[int, int], AlertState]:
-    """The pairs' memories; a pair seen for the first time starts just before this batch
-    (a new rule does not judge a probe's history)."""
-    states = _read_states(pairs)
-    missing = [pair for pair in pairs if pair not in states]
+def _states(pairs: list[Pair], probes: dict[int, ProbeView], first_new: dict[int, int]) -> dict[Pair, _State]:
+    """The pairs' memories, locked (PostgreSQL) in key order so two evaluators never deadlock and
+    the second reads what the first wrote. A pair seen for the first time starts just before
+    this batch (a new rule does not judge a probe's history)."""
+    existing = _read_states(pairs)
+    missing = [pair for pair in pairs if pair not in existing]
     if missing:
-        insert_new(AlertState.__table__,
+        insert_new(_STATES,
                    [{"rule_id": rule_id, "probe_id": probe_id, "tenant_id": probes[probe_id].tenant_id,
                      "last_result_id": first_new[probe_id] - 1, "recent": "", "good_streak": 0, "version": 0,
                      "updated_at": utcnow()} for rule_id, probe_id in missing],
                    unique=("rule_id", "probe_id"))
-        states.update(_read_states(missing))
-    return states
+        existing = _read_states(pairs)
+    return existing
 
 
-def _read_states(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], AlertState]:
-    found: dict[tuple[int, int], AlertState] = {}
-    rule_ids = {rule_id for rule_id, _ in pairs}
-    probe_ids = {probe_id for _, probe_id in pairs}
-    wanted = set(pairs)
-    for state in db.session.scalars(select(AlertState).where(AlertState.rule_id.in_(rule_ids),
-                                                             AlertState.probe_id.in_(probe_ids))
-                                    .execution_options(populate_existing=True)):
-        if (state.rule_id, state.probe_id) in wanted:
-            found[(state.rule_id, state.probe_id)] = state
-    return found
+# The statements every evaluation runs, built once per dialect with their id lists as
+# parameters (``bulk.KeyList``): a statement compiled anew for each batch size costs more
+# than the rows it reads.
+_PAIRS = KeyList("pairs", _STATES.c.rule_id, _STATES.c.probe_id)
+_PROBE_IDS = KeyList("probe_ids", Probe.__table__.c.id)
+_RESULT_PROBES = KeyList("result_probes", ProbeResult.__table__.c.probe_id)
+
+
+@per_dialect
+def _probes_statement(dialect: str) -> Select[Any]:
+    return select(Probe.id, Probe.tenant_id, Probe.group_id, Probe.protocol, Probe.name,
+                  Probe.target).where(_PROBE_IDS.condition(dialect))
+
+
+@per_dialect
+def _states_statement(dialect: str) -> Select[Any]:
+    query = select(*_STATE_COLUMNS).where(_PAIRS.condition(dialect)).order_by(_STATES.c.rule_id, _STATES.c.probe_id)
+    return query.with_for_update() if dialect == "postgresql" else query
+
+
+@per_dialect
+def _results_statement(dialect: str) -> Select[Any]:
+    results = ProbeResult.__table__.c
+    return (select(results.probe_id, results.id, results.status, results.created_at, results.response_time_ms,
+                   results.cert_expires_at, results.error, results.status_code)
+            .where(_RESULT_PROBES.condition(dialect), results.id > bindparam("after_id", type_=BigInteger),
+                   results.created_at >= bindparam("since", type_=UTCDateTime))
+            .order_by(results.id))
+
+
+def _read_states(pairs: list[Pair]) -> dict[Pair, _State]:
+    rows = db.session.execute(_states_statement(), _PAIRS.bind(dialect_name(), pairs))
+    return {(row.rule_id, row.probe_id): _State(*row) for row in rows}
 
 
 def _unseen_results(probe_ids: list[int], after_id: int, since: datetime) -> dict[int, list[ResultView]]:
     by_probe: dict[int, list[ResultView]] = defaultdict(list)
-    rows = db.session.execute(
-        select(ProbeResult.probe_id, ProbeResult.id, ProbeResult.status, ProbeResult.created_at,
-               ProbeResult.response_time_ms, ProbeResult.cert_expires_at, ProbeResult.error,
-               ProbeResult.status_code)
-        .where(ProbeResult.probe_id.in_(probe_ids), ProbeResult.id > after_id, ProbeResult.created_at >= since)
-        .order_by(ProbeResult.id))
+    rows = db.session.execute(_results_statement(), {"after_id": after_id, "since": since,
+                                                     **_RESULT_PROBES.bind(dialect_name(), probe_ids)})
     for probe_id, *fields in rows:
         by_probe[probe_id].append(ResultView(*fields))
     return by_probe
 
 
-def _evaluate_pair(rule: AlertRule, probe: ProbeView, state: AlertState, results: list[ResultView],
-                   report: EvaluationReport) -> None:
-    spec = rule_spec(rule)
-    for _ in range(CAS_ATTEMPTS):
-        unseen = [result for result in results if result.id > state.last_result_id]
-        if not unseen:
-            return
-        memory, transitions = advance(spec, _memory(state), unseen)
-        if _compare_and_set(state, memory, unseen[-1].id):
-            report.results += len(unseen)
-            alert_id = state.alert_id
-            for transition in transitions:
-                alert_id = _apply(rule, probe, alert_id, transition, report)
-            if alert_id != state.alert_id:
-                db.session.execute(update(AlertState).where(AlertState.rule_id == rule.id,
-                                                            AlertState.probe_id == probe.id)
-                                   .values(alert_id=alert_id).execution_options(synchronize_session=False))
-            return
-        state = _read_states([(rule.id, probe.id)])[(rule.id, probe.id)]
-    log.warning("alert rule %s, probe %s: the state kept changing under the evaluator; the next "
-                "evaluation goes on from there", rule.id, probe.id)
+def _new_values(decision: _Decision) -> dict[str, Any]:
+    memory = decision.memory
+    return {"recent": memory.recent, "good_streak": memory.good_streak, "bad_since": memory.bad_since,
+            "last_result_id": decision.unseen[-1].id, "updated_at": utcnow()}
 
 
-def _memory(state: AlertState) -> Memory:
-    return Memory(recent=state.recent, good_streak=state.good_streak, bad_since=state.bad_since,
-                  firing=state.alert_id is not None)
+def _compare_and_set_all(decisions: list[_Decision]) -> set[Pair]:
+    """Write every decision whose state is still the version it was read at; the pairs written.
+
+    PostgreSQL: one statement for the batch (the rows as one JSON recordset). SQLite: one
+    statement per pair.
+    """
+    if not decisions:
+        return set()
+    if dialect_name() != "postgresql":
+        return {(d.state.rule_id, d.state.probe_id) for d in decisions if _compare_and_set(d.state, d)}
+    rows = [{"rule_id": d.state.rule_id, "probe_id": d.state.probe_id, "version": d.state.version,
+             **_new_values(d)} for d in decisions]
+    written = db.session.execute(_BATCH_COMPARE_AND_SET, {"rows": json.dumps(rows, default=_iso)})
+    return {(row.rule_id, row.probe_id) for row in written}
 
 
-def _compare_and_set(state: AlertState, memory: Memory, last_result_id: int) -> bool:
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a state value")
+
+
+_BATCH_COMPARE_AND_SET = text(
+    "UPDATE alert_states AS s SET recent = v.recent, good_streak = v.good_streak, bad_since = v.bad_since, "
+    "last_result_id = v.last_result_id, updated_at = v.updated_at, version = s.version + 1 "
+    "FROM json_populate_recordset(NULL::alert_states, CAST(:rows AS json)) AS v "
+    "WHERE s.rule_id = v.rule_id AND s.probe_id = v.probe_id AND s.version = v.version "
+    "RETURNING s.rule_id, s.probe_id"
+).bindparams(bindparam("rows", type_=String))
+
+
+def _compare_and_set(state: _State, decision: _Decision) -> bool:
     changed = db.session.execute(
         update(AlertState)
         .where(AlertState.rule_id == state.rule_id, AlertState.probe_id == state.probe_id,
                AlertState.version == state.version)
-        .values(recent=memory.recent, good_streak=memory.good_streak, bad_since=memory.bad_since,
-                last_result_id=last_result_id, version=state.version + 1, updated_at=utcnow())
+        .values(**_new_values(decision), version=state.version + 1)
         .execution_options(synchronize_session=False))
     return changed.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _evaluate_pair(rule: AlertRule, probe: ProbeView, results: list[ResultView], report: EvaluationReport) -> None:
+    """One pair whose batch write lost: re-read its state and try again, a few times."""
+    for _ in range(CAS_ATTEMPTS):
+        state = _read_states([(rule.id, probe.id)])[(rule.id, probe.id)]
+        unseen = [result for result in results if result.id > state.last_result_id]
+        if not unseen:
+            return
+        memory, transitions = advance(rule_spec(rule), _memory(state), unseen)
+        decision = _Decision(state, memory, transitions, unseen)
+        if _compare_and_set(state, decision):
+            _record(rule, probe, decision, report)
+            return
+    log.warning("alert rule %s, probe %s: the state kept changing under the evaluator; the next "
+                "evaluation goes on from there", rule.id, probe.id)
+
+
+def _record(rule: AlertRule, probe: ProbeView, decision: _Decision, report: EvaluationReport) -> None:
+    """The decision was written: apply its transitions and point the state at the open alert."""
+    report.results += len(decision.unseen)
+    alert_id = decision.state.alert_id
+    for transition in decision.transitions:
+        alert_id = _apply(rule, probe, alert_id, transition, report)
+    if alert_id != decision.state.alert_id:
+        db.session.execute(update(AlertState).where(AlertState.rule_id == rule.id, AlertState.probe_id == probe.id)
+                           .values(alert_id=alert_id).execution_options(synchronize_session=False))
+
+
+def _memory(state: _State) -> Memory:
+    return Memory(recent=state.recent, good_streak=state.good_streak, bad_since=state.bad_since,
+                  firing=state.alert_id is not None)
 
 
 def _apply(rule: AlertRule, probe: ProbeView, alert_id: int | None, transition: Transition,

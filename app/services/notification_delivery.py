@@ -15,9 +15,9 @@ channel's error, and count against the channel, which is shown as failing after
 ``alerts.failing_after`` failures in a row.
 
 Each channel has a rate limit (``rate_limit`` sends per ``rate_window_seconds``, a fixed
-window taken under the channel row's lock). When more notifications are due for a
-channel than its window has room for, they go out as one summary message; when the
-window is full they wait for the next one.
+window taken under the channel row's lock) whose last send is kept for a summary: a
+flood that does not fit in the rest is gathered for a few seconds and goes out as one
+summary message within the window; when the window is full they wait for the next one.
 """
 
 from __future__ import annotations
@@ -40,12 +40,14 @@ from app.core.config import active_settings
 from app.extensions import db
 from app.models import Notification, NotificationAttempt, NotificationChannel, utcnow
 from app.services import outbox
+from app.services.bulk import dialect_name
 from app.services.notification_messages import full_context, render_message
 
 log = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 200
 SUMMARY_ITEMS_SHOWN = 50  # alerts listed in one summary message; the rest are counted
+SUMMARY_GATHER_SECONDS = 10.0
 _WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -112,11 +114,17 @@ def deliver(ids: list[str] | None = None, limit: int = CLAIM_LIMIT) -> DeliveryR
 
 
 def _plan(channel_id: int, items: list[Claimed], report: DeliveryReport) -> list[Claimed]:
-    """Take room in the channel's rate window for ``items``: all of them, one summary of them,
-    or none (they wait for the next window). Returns what to send now."""
+    """Take room in the channel's rate window for ``items``; returns what to send now.
+
+    The last send of every window is kept for a summary. What fits in the rest goes out
+    one by one. What does not is gathered for ``summary_gather`` (from its oldest
+    notification) and then sent as one summary, with every other notification waiting for
+    the channel — within the same window. A full window makes them wait for the next one.
+    A test message never waits: it is sent if the window has room at all.
+    """
     try:
         query = select(NotificationChannel).where(NotificationChannel.id == channel_id)
-        if db.session.get_bind().dialect.name == "postgresql":
+        if dialect_name() == "postgresql":
             query = query.with_for_update()
         channel = db.session.scalars(query.execution_options(populate_existing=True)).one()
         now = utcnow()
@@ -124,22 +132,36 @@ def _plan(channel_id: int, items: list[Claimed], report: DeliveryReport) -> list
         if channel.window_started_at is None or channel.window_started_at + window <= now:
             channel.window_started_at, channel.window_sends = now, 0
         room = channel.rate_limit - channel.window_sends
-        if len(items) <= room:
-            channel.window_sends += len(items)
-            send = items
-        elif room >= 1:
-            channel.window_sends += 1
-            send = [_summarize(channel, items)]
-            report.summarized += len(items)
-        else:
+        send: list[Claimed] = []
+        claimed = db.session.execute(select(Notification.created_at, Notification.event)
+                                     .where(Notification.id.in_([item.id for item in items]))).all()
+        tests_only = all(event == "test" for _, event in claimed)
+        if room <= 0:
             _postpone(items, channel.window_started_at + window)
             report.waiting += len(items)
-            send = []
+        elif len(items) < room or tests_only:  # a test is sent now or not at all: it never waits
+            channel.window_sends += len(items)
+            send = items
+        else:
+            ready_at = min(created for created, _ in claimed) + summary_gather(channel)
+            if ready_at > now:
+                _postpone(items, ready_at)
+                report.waiting += len(items)
+            else:
+                channel.window_sends += 1
+                message, carried = _summarize(channel, items)
+                send = [message]
+                report.summarized += carried if carried > 1 else 0
         db.session.commit()
         return send
     except BaseException:
         db.session.rollback()
         raise
+
+
+def summary_gather(channel: NotificationChannel) -> timedelta:
+    """How long a flood is gathered before its summary goes out: a sixth of the window, 1 to 10 s."""
+    return timedelta(seconds=min(SUMMARY_GATHER_SECONDS, max(1.0, channel.rate_window_seconds / 6)))
 
 
 def _postpone(items: list[Claimed], until: datetime) -> None:
@@ -151,29 +173,38 @@ def _postpone(items: list[Claimed], until: datetime) -> None:
             .execution_options(synchronize_session=False))
 
 
-def _summarize(channel: NotificationChannel, items: list[Claimed]) -> Claimed:
-    """One summary notification carrying ``items``, which are marked ``summarized`` by it."""
-    rows = db.session.scalars(select(Notification).where(Notification.id.in_([item.id for item in items]))
+def _summarize(channel: NotificationChannel, items: list[Claimed]) -> tuple[Claimed, int]:
+    """One summary notification carrying ``items`` and every other notification waiting for the
+    channel (not held by another worker); they are marked ``summarized`` by it. Returns what
+    to send — the summary, or the one notification itself when nothing else is waiting — and
+    how many notifications it carries."""
+    token = items[0].claim
+    lease = db.session.scalar(select(Notification.lease_until).where(Notification.id == items[0].id))
+    waiting = select(Notification.id).where(Notification.channel_id == channel.id, Notification.status == "pending",
+                                            Notification.event != "test")
+    if dialect_name() == "postgresql":
+        waiting = waiting.with_for_update(skip_locked=True)
+    carried = [item.id for item in items] + list(db.session.scalars(waiting))
+    if len(carried) == 1:  # nothing else came while it waited: it goes out as itself
+        return items[0], 1
+    rows = db.session.scalars(select(Notification).where(Notification.id.in_(carried))
                               .order_by(Notification.created_at)).all()
     entries = [_summary_entry(row.event, row.context) for row in rows]
     counts = {state: sum(1 for entry in entries if entry["state"] == state)
               for state in ("firing", "acknowledged", "resolved")}
     first = rows[0].context if rows else {}
     context = {"alerts": entries[:SUMMARY_ITEMS_SHOWN], "counts": counts, "tenant": first.get("tenant", {}),
-               "timezone": first.get("timezone"), "link": "", "more": max(0, len(entries) - SUMMARY_ITEMS_SHOWN),
-               "notifications": len(entries)}
+               "timezone": first.get("timezone"), "link": outbox.alerts_link(),
+               "more": max(0, len(entries) - SUMMARY_ITEMS_SHOWN), "notifications": len(entries)}
     summary_id = outbox.add(channel, "summary", context)
     db.session.flush()
-    token = items[0].claim
-    lease = db.session.scalar(select(Notification.lease_until).where(Notification.id == items[0].id))
     db.session.execute(update(Notification).where(Notification.id == summary_id)
                        .values(status="sending", claim=token, lease_until=lease, attempts=1)
                        .execution_options(synchronize_session=False))
-    for item in items:
-        db.session.execute(update(Notification).where(Notification.id == item.id, Notification.claim == item.claim)
-                           .values(status="summarized", summary_id=summary_id, claim=None, lease_until=None)
-                           .execution_options(synchronize_session=False))
-    return Claimed(summary_id, channel.id, token, 1)
+    db.session.execute(update(Notification).where(Notification.id.in_([row.id for row in rows]))
+                       .values(status="summarized", summary_id=summary_id, claim=None, lease_until=None)
+                       .execution_options(synchronize_session=False))
+    return Claimed(summary_id, channel.id, token, 1), len(rows)
 
 
 def _summary_entry(event: str, context: dict[str, Any]) -> dict[str, Any]:

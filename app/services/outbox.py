@@ -42,6 +42,11 @@ def alert_link(alert_id: int) -> str:
     return f"{active_settings().alerts.public_url.rstrip('/')}/api/v1/alerts/{alert_id}"
 
 
+def alerts_link() -> str:
+    """The open alerts in the API, under ``alerts.public_url`` when it is set."""
+    return f"{active_settings().alerts.public_url.rstrip('/')}/api/v1/alerts?status=open"
+
+
 def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -115,13 +120,14 @@ def add(channel: NotificationChannel, event: str, context: dict[str, Any], alert
 
 
 def deliver_soon(ids: list[str]) -> None:
-    """Ask an ``alerts`` worker to send these committed notifications now. If the broker is
-    down they are sent by the next housekeeping pass instead (beat, every few seconds)."""
+    """Ask an ``alerts`` worker to send these committed notifications now, ahead of the
+    evaluations waiting in the queue. If the broker is down they are sent by the next
+    housekeeping pass instead (beat, every few seconds)."""
     if not ids:
         return
     try:
         task_queue.publish(task_queue.Message(task_queue.DELIVER_NOTIFICATIONS, {"ids": ids}, ignore_result=True,
-                                              retry=False))
+                                              priority=task_queue.ALERT_DELIVERY_PRIORITY, retry=False))
     except Exception as exc:  # noqa: BLE001 - the rows are committed: housekeeping sends them
         log.warning("could not ask for delivery of %d notifications now (%s); housekeeping will send them",
                     len(ids), exc)

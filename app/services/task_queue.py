@@ -17,6 +17,9 @@ EXECUTE_PROBE = "app.tasks.network_probe_tasks.execute_probe"
 EXECUTE_BATCH = "app.tasks.network_probe_tasks.execute_batch_probes"
 EVALUATE_RESULTS = "app.tasks.alert_tasks.evaluate_results"
 DELIVER_NOTIFICATIONS = "app.tasks.alert_tasks.deliver_notifications"
+# Sending what was decided goes before deciding more: deliveries and housekeeping (retries,
+# reminders, sends whose worker died) overtake the evaluations queued on ``alerts``.
+ALERT_DELIVERY_PRIORITY = 9
 
 
 @dataclass(frozen=True)
