@@ -54,8 +54,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench_env import BenchError  # bench/ is on sys.path when run as a script
-from probe_throughput import (READY_TIMEOUT, Children, anchor_schedule, configure_environment, database, log_errors,
-                              migrate, percentile, start_fleet_targets, wait_for_workers)
+from probe_throughput import (READY_TIMEOUT, Children, anchor_schedule, log_errors, percentile, start_bench_app,
+                              start_fleet_targets, wait_for_workers)
 from webhook_receiver import Arrival, WebhookReceiver
 
 BEAT_START_SECONDS = 5.0  # the first slot comes this long after the beat is started
@@ -591,17 +591,7 @@ def checks_table(args: argparse.Namespace, checks: Checks) -> str:
 # --- main ------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int:
-    database_url = stack.enter_context(database(args.database, tmp))
-    configure_environment(args, database_url, tmp)
-    migrate()
-
-    from app import create_app
-    from app.core.redis_client import get_redis
-
-    stack.enter_context(create_app().app_context())
-    get_redis().flushdb()
-    children = Children(tmp)
-    stack.callback(children.stop)
+    children, _ = start_bench_app(args, tmp, stack)
     ports = start_fleet_targets(children)
     signing_key = secrets.token_urlsafe(24)
     receiver = stack.enter_context(WebhookReceiver(signing_key))

@@ -807,7 +807,10 @@ def _evaluation_rows(args: argparse.Namespace, results: Results) -> list[tuple[s
 
 # --- main ------------------------------------------------------------------------------------
 
-def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> tuple[Results, Fleet, Children]:
+def start_bench_app(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> tuple[Children, str]:
+    """The scratch database migrated, this process in its app context, the Redis database
+    flushed; the (empty) set of child processes, stopped when ``stack`` closes, and the
+    database URL."""
     database_url = stack.enter_context(database(args.database, tmp))
     configure_environment(args, database_url, tmp)
     migrate()
@@ -819,6 +822,11 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> tup
     get_redis().flushdb()
     children = Children(tmp)
     stack.callback(children.stop)
+    return children, database_url
+
+
+def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> tuple[Results, Fleet, Children]:
+    children, database_url = start_bench_app(args, tmp, stack)
     http_ports = start_fleet_targets(children) if args.protocol == "http" else None
     loopback = start_loopback_targets(stack) if args.protocol != "http" else None
     receiver = None
