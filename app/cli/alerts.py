@@ -98,16 +98,10 @@ def channel_add(tenant_ref: str, name: str, kind: str, url: tuple[str, ...], set
 @with_appcontext
 def channel_list(tenant_ref: str | None) -> None:
     """List notification channels; STATE is ok, failing (with the last error) or disabled."""
-    from app.extensions import db
-    from app.models import NotificationChannel
     from app.services import notification_channels
 
-    query = db.select(NotificationChannel).order_by(NotificationChannel.id)
-    tenant_id = _tenant_id(tenant_ref)
-    if tenant_id is not None:
-        query = query.where(NotificationChannel.tenant_id == tenant_id)
     click.echo("ID\tTENANT\tNAME\tKIND\tSETTINGS\tSTATE")
-    for item in db.session.scalars(query):
+    for item in notification_channels.list_channels(_tenant_id(tenant_ref)):
         shown = notification_channels.shown(item)
         state = "disabled" if not item.enabled else (
             f"failing: {item.last_error}" if notification_channels.is_failing(item) else "ok")
@@ -178,16 +172,11 @@ def rule_add(tenant_ref: str, no_resolved: bool, channel_ids: tuple[int, ...], *
 @with_appcontext
 def rule_list(tenant_ref: str | None) -> None:
     """List alert rules with their condition."""
-    from app.extensions import db
-    from app.models import AlertRule
+    from app.services.alert_rules import list_rules
     from app.services.outbox import condition_text
 
-    query = db.select(AlertRule).order_by(AlertRule.id)
-    tenant_id = _tenant_id(tenant_ref)
-    if tenant_id is not None:
-        query = query.where(AlertRule.tenant_id == tenant_id)
     click.echo("ID\tTENANT\tNAME\tKIND\tSCOPE\tCONDITION\tCHANNELS\tSTATE")
-    for item in db.session.scalars(query):
+    for item in list_rules(_tenant_id(tenant_ref)):
         scope = (f"probe {item.probe_id}" if item.probe_id else
                  "all" + (f" group {item.group_id}" if item.group_id else "") + (f" {item.protocol}" if item.protocol
                                                                                   else ""))
@@ -211,19 +200,9 @@ def alert() -> None:
 @with_appcontext
 def alert_list(tenant_ref: str | None, status: str | None, limit: int) -> None:
     """List alerts, newest first."""
-    from app.extensions import db
-    from app.models import Alert
     from app.services import alerts
 
-    query = db.select(Alert).order_by(Alert.id.desc()).limit(limit)
-    tenant_id = _tenant_id(tenant_ref)
-    if tenant_id is not None:
-        query = query.where(Alert.tenant_id == tenant_id)
-    if status == "open":
-        query = query.where(Alert.status.in_(alerts.OPEN))
-    elif status:
-        query = query.where(Alert.status == status)
-    rows = list(db.session.scalars(query))
+    rows = alerts.list_alerts(_tenant_id(tenant_ref), status=status, limit=limit)
     names = alerts.labels(rows)
     click.echo("ID\tTENANT\tSTATUS\tPROBE\tRULE\tSINCE\tREASON")
     for item in rows:

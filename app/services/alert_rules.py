@@ -124,8 +124,12 @@ def get_rule(tenant_id: int, rule_id: int) -> AlertRule:
     return rule
 
 
-def list_rules(tenant_id: int) -> list[AlertRule]:
-    return list(db.session.scalars(select(AlertRule).where(AlertRule.tenant_id == tenant_id).order_by(AlertRule.id)))
+def list_rules(tenant_id: int | None) -> list[AlertRule]:
+    """The tenant's rules (``None``: every tenant's, for the platform's CLI)."""
+    query = select(AlertRule).order_by(AlertRule.id)
+    if tenant_id is not None:
+        query = query.where(AlertRule.tenant_id == tenant_id)
+    return list(db.session.scalars(query))
 
 
 def rule_fields(rule: AlertRule) -> dict[str, Any]:

@@ -44,11 +44,14 @@ def get(tenant_id: int, alert_id: int) -> Alert:
     return alert
 
 
-def list_alerts(tenant_id: int, status: str | None = None, rule_id: int | None = None,
+def list_alerts(tenant_id: int | None, status: str | None = None, rule_id: int | None = None,
                 probe_id: int | None = None, since: datetime | None = None, limit: int = 100,
                 before_id: int | None = None) -> list[Alert]:
-    """Newest first; ``status`` ``open`` means firing or acknowledged."""
-    query = select(Alert).where(Alert.tenant_id == tenant_id)
+    """Newest first; ``status`` ``open`` means firing or acknowledged. ``tenant_id`` ``None``:
+    every tenant's (the platform's CLI)."""
+    query = select(Alert)
+    if tenant_id is not None:
+        query = query.where(Alert.tenant_id == tenant_id)
     if status == "open":
         query = query.where(Alert.status.in_(OPEN))
     elif status is not None:

@@ -22,6 +22,7 @@ from app.core.config import active_settings
 from app.extensions import db
 from app.models import Notification, NotificationChannel, utcnow
 from app.services import notification_delivery, outbox
+from app.services.masking import restore_masked
 from app.services.errors import InvalidInputError, NotFoundError, describe_validation_error
 from app.services.unique_names import commit_unique
 
@@ -109,20 +110,12 @@ def get_channel(tenant_id: int, channel_id: int) -> NotificationChannel:
     return channel
 
 
-def list_channels(tenant_id: int) -> list[NotificationChannel]:
-    return list(db.session.scalars(select(NotificationChannel).where(NotificationChannel.tenant_id == tenant_id)
-                                   .order_by(NotificationChannel.id)))
-
-
-def keep_masked(sent: Any, stored: Any) -> Any:
-    """``sent`` with every mask replaced by the stored value in its place (a key, a list position)."""
-    if sent == MASK:
-        return stored
-    if isinstance(sent, dict) and isinstance(stored, dict):
-        return {key: keep_masked(value, stored.get(key)) for key, value in sent.items()}
-    if isinstance(sent, list) and isinstance(stored, list):
-        return [keep_masked(value, stored[index] if index < len(stored) else None) for index, value in enumerate(sent)]
-    return sent
+def list_channels(tenant_id: int | None) -> list[NotificationChannel]:
+    """The tenant's channels (``None``: every tenant's, for the platform's CLI)."""
+    query = select(NotificationChannel).order_by(NotificationChannel.id)
+    if tenant_id is not None:
+        query = query.where(NotificationChannel.tenant_id == tenant_id)
+    return list(db.session.scalars(query))
 
 
 def update_channel(tenant_id: int, channel_id: int, changes: dict[str, Any]) -> NotificationChannel:
@@ -134,7 +127,7 @@ def update_channel(tenant_id: int, channel_id: int, changes: dict[str, Any]) -> 
                "templates": channel.templates, "rate_limit": channel.rate_limit,
                "rate_window_seconds": channel.rate_window_seconds, "enabled": channel.enabled}
     if "secrets" in changes and isinstance(changes["secrets"], dict):
-        changes = {**changes, "secrets": keep_masked(changes["secrets"], stored_secrets)}
+        changes = {**changes, "secrets": restore_masked(changes["secrets"], stored_secrets)}
     if "settings" in changes and isinstance(changes["settings"], dict):
         changes = {**changes, "settings": _keep_shown_settings(changes["settings"], channel)}
     if changes.get("kind", channel.kind) != channel.kind and "secrets" not in changes:

@@ -31,9 +31,9 @@ from app.models.base import MAX_ID
 from app.probes import PROTOCOLS, SPEC_MODELS, SpecOptionsUnion, spec_model, stored_spec, validate_target
 from app.probes.conditions import Conditions
 from app.probes.base import with_secrets
-from app.probes.fields import MASK
 from app.probes.urls import mask_credentials
 from app.services import scheduling, status_cache
+from app.services.masking import restore_masked
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, describe_validation_error
 
 MAX_INTERVAL_SECONDS = 86400
@@ -185,14 +185,7 @@ def _merged_spec(stored: dict[str, Any], protocol_changes: bool, changes: dict[s
         return new
     if not isinstance(new, dict):
         return stored if new is None else new
-    return {**stored, **_restore_masked(new, stored)}
-
-
-def _restore_masked(new: Any, stored: Any) -> Any:
-    """Values sent back as shown (``MASK``) keep their stored value, at any depth."""
-    if isinstance(new, dict) and isinstance(stored, dict):
-        return {key: _restore_masked(value, stored[key]) if key in stored else value for key, value in new.items()}
-    return stored if new == MASK and isinstance(stored, str) else new
+    return {**stored, **restore_masked(new, stored)}
 
 
 def update_probe(tenant_id: int, probe_id: int, changes: dict[str, Any]) -> Probe:
