@@ -79,6 +79,9 @@ def build_config(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
         },
         "broker_connection_retry_on_startup": True,
+        # A running worker reconnects within seconds, however long Redis is away (see app.worker_consumer).
+        "broker_connection_max_retries": None,
+        "worker_consumer": "app.worker_consumer:PromptReconnectConsumer",
         "worker_prefetch_multiplier": 1,
         "task_acks_late": True,
         "task_track_started": True,

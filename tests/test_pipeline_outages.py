@@ -164,7 +164,9 @@ def test_redis_restarted_mid_run_resumes_and_accounts_for_every_slot(
         targets.reset()
         wait_for(lambda: targets.hits("/slow") >= 2, timeout=10, what="slow probes in flight")
         server.kill()  # queued messages are gone with it
-        time.sleep(6)
+        # Longer than a probe's interval; and Celery's own consumer, trying again 2, 4, 6 s apart,
+        # would be back 5 s after the server: the runs dispatched meanwhile would expire.
+        time.sleep(7)
         server.start()
         recovered, until = _after_recovery(processes, probes, timeout=60)
     finally:

@@ -37,8 +37,8 @@ def check_broker(app: Celery, attempts: int = 1) -> None:
 
     Celery's own start-up retries (``broker_connection_retry_on_startup`` with
     ``broker_connection_max_retries``, 100 by default) log a line per attempt and end
-    in a traceback; checking first turns an unreachable Redis into one line. Once the
-    process runs, Celery's reconnection settings apply unchanged.
+    in a traceback; checking first turns an unreachable Redis into one line. Once a
+    worker runs, it reconnects for good (``app.worker_consumer``).
     """
     from kombu.exceptions import OperationalError
 
