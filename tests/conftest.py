@@ -197,7 +197,10 @@ def pg_app(_postgres_app: Flask, clean_redis: redis.Redis) -> Iterator[Flask]:
 
 
 def _bound(flask_app: Flask) -> Iterator[Flask]:
+    from app.services import maintenance
+
     _empty_tables(flask_app)
+    maintenance.forget()  # the process's copy of the windows came from the tables just emptied
     celery_init_app(flask_app)  # tasks and services use this app from now on
     with flask_app.app_context():
         yield flask_app

@@ -869,6 +869,7 @@ class TestResults:
 
         assert {k: stats[k] for k in stats if k not in ("since", "until", "last_failure")} == {
             "count": 102, "success_count": 90, "uptime_percent": round(90 / 102 * 100, 3),
+            "maintenance_count": 0, "uptime_outside_maintenance_percent": round(90 / 102 * 100, 3),
             "avg_response_time_ms": 50.5, "p50_response_time_ms": 50.0, "p95_response_time_ms": 95.0,
             "p99_response_time_ms": 99.0,
         }

@@ -33,6 +33,7 @@ class Owned:
     channel_id: int
     rule_id: int
     alert_id: int
+    window_id: int
 
 
 def _populate(owner: Caller) -> Owned:
@@ -51,8 +52,11 @@ def _populate(owner: Caller) -> Owned:
                                              "password": PASSWORD, "role": "viewer"}).json
     token = owner.post("/api/v1/tokens", json={"name": "ci"}).json
     task = owner.post(f"/api/v1/probes/{probe['id']}/run").json
+    window = owner.post("/api/v1/maintenance-windows", json={
+        "name": "upgrade", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T02:00:00Z",
+        "probe_ids": [probe["id"]], "group_ids": [group["id"]]}).json
     return Owned(group["id"], probe["id"], user["id"], token["id"], task["task_id"], channel["id"], rule["id"],
-                 alert_id)
+                 alert_id, window["id"])
 
 
 # Every operation on a tenant's resource by id: (method, path template, JSON body).
@@ -83,6 +87,9 @@ BY_ID = [
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge", {"note": "mine"}),
     ("POST", "/api/v1/alerts/{alert_id}/resolve", {"note": "mine"}),
     ("GET", "/api/v1/alerts/{alert_id}/notifications", None),
+    ("GET", "/api/v1/maintenance-windows/{window_id}", None),
+    ("PATCH", "/api/v1/maintenance-windows/{window_id}", {"comment": "mine now"}),
+    ("DELETE", "/api/v1/maintenance-windows/{window_id}", None),
 ]
 # Operations by id that are not tenant resources: the platform administrator's.
 PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/purge"}
@@ -90,7 +97,8 @@ PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/pur
 
 def _missing() -> dict[str, object]:
     return {"group_id": MISSING_ID, "probe_id": MISSING_ID, "user_id": MISSING_ID, "token_id": MISSING_ID,
-            "task_id": str(uuid.uuid4()), "channel_id": MISSING_ID, "rule_id": MISSING_ID, "alert_id": MISSING_ID}
+            "task_id": str(uuid.uuid4()), "channel_id": MISSING_ID, "rule_id": MISSING_ID, "alert_id": MISSING_ID,
+            "window_id": MISSING_ID}
 
 
 def _call(caller: Caller, method: str, template: str, ids: dict[str, object], body: object) -> object:
@@ -134,6 +142,8 @@ def test_another_tenants_id_answers_like_a_missing_one_and_changes_nothing(
     assert owner.get(f"/api/v1/alert-rules/{owned.rule_id}").json["enabled"] is True
     alert = owner.get(f"/api/v1/alerts/{owned.alert_id}").json
     assert alert["status"] == "firing" and [e["to_status"] for e in alert["history"]] == ["firing"]
+    window = owner.get(f"/api/v1/maintenance-windows/{owned.window_id}").json
+    assert window["comment"] == "" and window["probe_ids"] == [owned.probe_id]
 
 
 def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
@@ -151,7 +161,7 @@ def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
 def test_lists_show_only_the_callers_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
     owner, intruder, owned = two_tenants
     for path in ("/api/v1/probes", "/api/v1/probe-groups", "/api/v1/tokens", "/api/v1/notification-channels",
-                 "/api/v1/alert-rules", "/api/v1/alerts"):
+                 "/api/v1/alert-rules", "/api/v1/alerts", "/api/v1/maintenance-windows"):
         assert len(owner.get(path).json["items"]) == 1
         assert intruder.get(path).json["items"] == []
     assert owned.user_id not in [u["id"] for u in intruder.get("/api/v1/users").json["items"]]

@@ -394,3 +394,27 @@ def test_rule_alert_list_ack_and_resolve(cli_env: dict[str, str], worker: subpro
         still_open = admin_mit(cli_env, "alert", "list", "--status", "open").stdout.strip().splitlines()[1:]
         assert str(alert_id) not in [row.split("\t")[0] for row in still_open]
         assert "not found" in one_error_line(admin_mit(cli_env, "alert", "ack", "987654"))
+
+
+def test_maintenance_add_list_delete_and_a_bad_cron_is_one_line(cli_env: dict[str, str]) -> None:
+    probe_id = add_probe(cli_env, f"http://127.0.0.1:{free_port()}/", "--manual-only")
+    name = f"patching-{uuid.uuid4().hex[:6]}"
+    done = admin_mit(cli_env, "maintenance", "add", "--tenant", "acme", "--name", name, "--start",
+                     "2026-01-01T00:00:00Z", "--cron", "0 2 * * 0", "--duration", "7200", "--timezone",
+                     "Europe/Berlin", "--probe", str(probe_id))
+    assert done.returncode == 0, done.stderr
+    window_id = _created_id(done, "maintenance window")
+    assert " to " in done.stdout and "next " in done.stdout
+    rows = {int(row.split("\t")[0]): row.split("\t")
+            for row in admin_mit(cli_env, "maintenance", "list").stdout.strip().splitlines()[1:]}
+    assert rows[window_id][2:5] == [name, "0 2 * * 0 Europe/Berlin for 7200s", f"probe {probe_id}"]
+
+    refused = admin_mit(cli_env, "maintenance", "add", "--tenant", "acme", "--name", "bad", "--start",
+                        "2026-01-01T00:00:00Z", "--cron", "at two", "--duration", "600", "--all-probes")
+    assert refused.returncode != 0
+    assert "cron: not a five-field cron expression" in one_error_line(refused)
+
+    assert admin_mit(cli_env, "maintenance", "delete", str(window_id)).stdout.strip() == (
+        f"maintenance window {window_id} deleted")
+    missing = admin_mit(cli_env, "maintenance", "delete", str(window_id))
+    assert f"maintenance window {window_id} not found" in one_error_line(missing)

@@ -194,3 +194,16 @@ def test_0006_creates_the_alerting_tables_and_the_schema_matches_the_models(app_
     assert not alerting & set(inspect(db.engine).get_table_names())
     upgrade()
     assert alerting <= set(inspect(db.engine).get_table_names())
+
+
+def test_0007_adds_maintenance_windows_and_marks_and_removes_them_again(app_at_0003: Flask) -> None:
+    windows = {"maintenance_windows", "maintenance_window_probes", "maintenance_window_groups"}
+    upgrade()
+    assert windows <= set(inspect(db.engine).get_table_names())
+    assert "in_maintenance" in _columns("probe_results") and "held" in _columns("alert_states")
+
+    downgrade(revision="0006")
+    assert not windows & set(inspect(db.engine).get_table_names())
+    assert "in_maintenance" not in _columns("probe_results") and "held" not in _columns("alert_states")
+    upgrade()
+    assert windows <= set(inspect(db.engine).get_table_names())

@@ -77,7 +77,7 @@ class TestListResults:
             "error": "expected status 200, got 503", "dns_ms": 1.5, "connect_ms": 2.25, "tls_ms": 30.0,
             "processing_ms": 700.0, "transfer_ms": 78.75, "cert_expires_at": at(60 * 24 * 90), "bytes_read": 1234,
             "details": {"answers": ["10.0.0.1"]}, "scheduled_for": at(4.99), "started_at": at(4.995),
-            "created_at": at(5),
+            "created_at": at(5), "in_maintenance": False,
         }
         assert all(item[name].tzinfo is not None
                    for name in ("created_at", "started_at", "scheduled_for", "cert_expires_at"))
@@ -241,11 +241,22 @@ class TestProbeStats:
         assert stats == {
             "since": at(1), "until": at(5),
             "count": 4, "success_count": 2, "uptime_percent": 50.0,
+            "maintenance_count": 0, "uptime_outside_maintenance_percent": 50.0,
             "avg_response_time_ms": 20.0,
             "p50_response_time_ms": 20.0, "p95_response_time_ms": 30.0, "p99_response_time_ms": 30.0,
             "last_failure": {"result_id": results[3].id, "at": at(3), "status": "failed", "status_code": 500,
                              "error": "expected status 200, got 500"},
         }
+
+    def test_uptime_can_be_read_without_the_runs_made_in_maintenance(self, probe: Any) -> None:
+        add_results(probe, {"created_at": at(0)}, {"created_at": at(1), "status": "failed"},
+                    {"created_at": at(2), "status": "failed", "in_maintenance": True},
+                    {"created_at": at(3), "status": "timeout", "in_maintenance": True})
+
+        stats = probe_stats(probe.tenant_id, probe.id, since=at(0))
+
+        assert (stats["uptime_percent"], stats["maintenance_count"], stats["uptime_outside_maintenance_percent"]) == (
+            25.0, 2, 50.0)
 
     def test_uptime_is_rounded_to_three_decimals(self, probe: Any) -> None:
         add_results(probe, {"created_at": at(0)}, {"created_at": at(1)}, {"created_at": at(2), "status": "failed"})
@@ -260,7 +271,7 @@ class TestProbeStats:
 
         assert stats == {
             "since": at(1), "until": at(10), "count": 0, "success_count": 0, "uptime_percent": None,
-            "avg_response_time_ms": None, "p50_response_time_ms": None, "p95_response_time_ms": None,
+            "maintenance_count": 0, "uptime_outside_maintenance_percent": None, "avg_response_time_ms": None, "p50_response_time_ms": None, "p95_response_time_ms": None,
             "p99_response_time_ms": None, "last_failure": None,
         }
 

@@ -13,6 +13,12 @@ The rule fires when ``threshold`` of the last ``window`` counted verdicts are ba
 ``window == threshold``: that many in a row) and resolves after ``recovery`` good verdicts
 in a row. Resolving forgets the window, so the next episode needs ``threshold`` new bad
 verdicts rather than firing again on the old ones.
+
+A result that ran in a maintenance window counts like any other, but opens nothing: a
+rule reaching its threshold there *holds* the episode (firing, no alert). The first bad
+result outside maintenance opens the held alert (the target is still down when the
+window ends: one notification); recovering first *drops* it (nothing is ever sent). An
+alert open before the window that resolves inside it resolves without a notice.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class ResultView:
     cert_expires_at: datetime | None = None
     error: str | None = None
     status_code: int | None = None
+    in_maintenance: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,13 +63,15 @@ class Memory:
     good_streak: int = 0
     bad_since: datetime | None = None
     firing: bool = False
+    held: bool = False  # firing, but it fired in maintenance: no alert is open
 
 
 @dataclass(frozen=True)
 class Transition:
-    """The alert opens (``fire``) or resolves (``resolve``) at ``result``."""
+    """At ``result`` the alert opens (``fire``) or resolves (``resolve``), or an episode that
+    fired in maintenance is held (``hold``: no alert) or recovers while held (``drop``)."""
 
-    action: Literal["fire", "resolve"]
+    action: Literal["fire", "resolve", "hold", "drop"]
     result: ResultView
     since: datetime  # fire: the first bad result of the episode; resolve: the result itself
     reason: str
@@ -102,12 +111,18 @@ def advance(rule: RuleSpec, memory: Memory, results: list[ResultView]) -> tuple[
             bad_since = None
         memory = replace(memory, recent=recent, good_streak=good_streak, bad_since=bad_since)
         if not memory.firing and recent.count(BAD) >= rule.threshold:
-            transitions.append(Transition("fire", result, bad_since or result.created_at,
+            held = result.in_maintenance
+            transitions.append(Transition("hold" if held else "fire", result, bad_since or result.created_at,
                                           fire_reason(rule, recent, result)))
-            memory = replace(memory, firing=True)
+            memory = replace(memory, firing=True, held=held)
         elif memory.firing and good_streak >= rule.recovery:
-            transitions.append(Transition("resolve", result, result.created_at, resolve_reason(rule, result)))
+            transitions.append(Transition("drop" if memory.held else "resolve", result, result.created_at,
+                                          resolve_reason(rule, result)))
             memory = Memory()
+        elif memory.held and mark == BAD and not result.in_maintenance:
+            transitions.append(Transition("fire", result, bad_since or result.created_at,
+                                          f"still failing after maintenance: {fire_reason(rule, recent, result)}"))
+            memory = replace(memory, held=False)
     return memory, transitions
 
 

@@ -52,6 +52,7 @@ class ResultOut(BaseModel):
     scheduled_for: datetime | None
     started_at: datetime
     created_at: datetime
+    in_maintenance: bool = Field(description="The run started in a maintenance window covering its probe.")
 
 
 class ResultPageOut(BaseModel):
@@ -73,6 +74,9 @@ class StatsOut(BaseModel):
     count: int
     success_count: int
     uptime_percent: float | None
+    maintenance_count: int = Field(description="Runs made in a maintenance window.")
+    uptime_outside_maintenance_percent: float | None = Field(
+        description="Uptime of the runs made outside maintenance windows; null when there are none.")
     avg_response_time_ms: float | None
     p50_response_time_ms: float | None
     p95_response_time_ms: float | None

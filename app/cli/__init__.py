@@ -1,6 +1,7 @@
 """The ``admin-mit`` command (a Flask CLI group: ``admin-mit db upgrade`` comes from Flask-Migrate).
 
-Alerting's commands (``channel``, ``rule``, ``alert``) live in ``app.cli.alerts``.
+Alerting's commands (``channel``, ``rule``, ``alert``) live in ``app.cli.alerts``, the
+maintenance windows' in ``app.cli.maintenance``.
 
 Every failure a user can cause — a bad option, an unknown id, broken
 configuration — ends in one line on stderr and a non-zero exit code.
@@ -638,6 +639,7 @@ def up(concurrency: int | None) -> None:
 
 
 from app.cli import alerts as _alerts  # noqa: E402,F401  (registers channel, rule and alert)
+from app.cli import maintenance as _maintenance  # noqa: E402,F401  (registers maintenance)
 
 
 def main() -> None:

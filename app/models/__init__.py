@@ -4,12 +4,13 @@ from app.models.alerts import (Alert, AlertEvent, AlertRule, AlertState, Notific
                                NotificationChannel, alert_rule_channels)
 from app.models.auth import ROLES, ApiToken, AuthSession, Membership, User
 from app.models.base import Base, utcnow
+from app.models.maintenance import MaintenanceWindow, maintenance_window_groups, maintenance_window_probes
 from app.models.network import Probe, ProbeGroup, ProbeLease, ProbeResult, ProbeRunLoss
 from app.models.task_failure import TaskFailure
 from app.models.tenant import Tenant
 
 __all__ = [
     "Alert", "AlertEvent", "AlertRule", "AlertState", "Notification", "NotificationAttempt", "NotificationChannel",
-    "alert_rule_channels", "ROLES", "ApiToken", "AuthSession", "Base", "Membership", "Probe", "ProbeGroup", "ProbeLease", "ProbeResult",
+    "alert_rule_channels", "MaintenanceWindow", "maintenance_window_groups", "maintenance_window_probes", "ROLES", "ApiToken", "AuthSession", "Base", "Membership", "Probe", "ProbeGroup", "ProbeLease", "ProbeResult",
     "ProbeRunLoss", "TaskFailure", "Tenant", "User", "utcnow",
 ]

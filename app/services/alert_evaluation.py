@@ -42,6 +42,7 @@ class EvaluationReport:
     results: int = 0
     fired: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)  # probes whose rule fired in maintenance
     notifications: list[str] = field(default_factory=list)
 
 
@@ -67,6 +68,7 @@ class _State(NamedTuple):
     bad_since: datetime | None
     version: int
     alert_id: int | None
+    held: bool
 
 
 class _Decision(NamedTuple):
@@ -184,7 +186,7 @@ def _states_statement(dialect: str) -> Select[Any]:
 def _results_statement(dialect: str) -> Select[Any]:
     results = ProbeResult.__table__.c
     return (select(results.probe_id, results.id, results.status, results.created_at, results.response_time_ms,
-                   results.cert_expires_at, results.error, results.status_code)
+                   results.cert_expires_at, results.error, results.status_code, results.in_maintenance)
             .where(_RESULT_PROBES.condition(dialect), results.id > bindparam("after_id", type_=BigInteger),
                    results.created_at >= bindparam("since", type_=UTCDateTime))
             .order_by(results.id))
@@ -207,7 +209,7 @@ def _unseen_results(probe_ids: list[int], after_id: int, since: datetime) -> dic
 def _new_values(decision: _Decision) -> dict[str, Any]:
     memory = decision.memory
     return {"recent": memory.recent, "good_streak": memory.good_streak, "bad_since": memory.bad_since,
-            "last_result_id": decision.unseen[-1].id, "updated_at": utcnow()}
+            "held": memory.held, "last_result_id": decision.unseen[-1].id, "updated_at": utcnow()}
 
 
 def _compare_and_set_all(decisions: list[_Decision]) -> set[Pair]:
@@ -234,7 +236,7 @@ def _iso(value: Any) -> str:
 
 _BATCH_COMPARE_AND_SET = text(
     "UPDATE alert_states AS s SET recent = v.recent, good_streak = v.good_streak, bad_since = v.bad_since, "
-    "last_result_id = v.last_result_id, updated_at = v.updated_at, version = s.version + 1 "
+    "held = v.held, last_result_id = v.last_result_id, updated_at = v.updated_at, version = s.version + 1 "
     "FROM json_populate_recordset(NULL::alert_states, CAST(:rows AS json)) AS v "
     "WHERE s.rule_id = v.rule_id AND s.probe_id = v.probe_id AND s.version = v.version "
     "RETURNING s.rule_id, s.probe_id"
@@ -280,7 +282,7 @@ def _record(rule: AlertRule, probe: ProbeView, decision: _Decision, report: Eval
 
 def _memory(state: _State) -> Memory:
     return Memory(recent=state.recent, good_streak=state.good_streak, bad_since=state.bad_since,
-                  firing=state.alert_id is not None)
+                  firing=state.alert_id is not None or state.held, held=state.held)
 
 
 def _apply(rule: AlertRule, probe: ProbeView, alert_id: int | None, transition: Transition,
@@ -299,6 +301,10 @@ def _apply(rule: AlertRule, probe: ProbeView, alert_id: int | None, transition: 
         report.fired.append(alert.id)
         report.notifications += outbox.enqueue(alert, rule, "firing", transition.result, probe)
         return alert.id
+    if transition.action in ("hold", "drop"):  # fired in maintenance: no alert, nothing sent
+        if transition.action == "hold":
+            report.held.append(probe.id)
+        return None
     if alert_id is None:
         return None
     alert = db.session.get(Alert, alert_id, populate_existing=True)
@@ -307,11 +313,13 @@ def _apply(rule: AlertRule, probe: ProbeView, alert_id: int | None, transition: 
     previous = alert.status
     alert.status, alert.resolved_at, alert.next_reminder_at = "resolved", now, None
     alert.last_result_id = transition.result.id
+    quiet = transition.result.in_maintenance
+    note = f"{transition.reason} (in maintenance: no notice sent)" if quiet else transition.reason
     db.session.add(AlertEvent(alert_id=alert.id, tenant_id=rule.tenant_id, from_status=previous,
-                              to_status="resolved", actor=SYSTEM, note=transition.reason, at=now))
+                              to_status="resolved", actor=SYSTEM, note=note, at=now))
     db.session.flush()
     report.resolved.append(alert.id)
-    if rule.send_resolved:
+    if rule.send_resolved and not quiet:
         report.notifications += outbox.enqueue(alert, rule, "resolved", transition.result, probe)
     return None
 

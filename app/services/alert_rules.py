@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 
@@ -13,7 +13,7 @@ from app.models import AlertRule, NotificationChannel, Probe, ProbeGroup
 from app.models.base import MAX_ID
 from app.probes import PROTOCOLS
 from app.services import alert_triggers
-from app.services.errors import InvalidInputError, NotFoundError, describe_validation_error
+from app.services.errors import NotFoundError, broken_rule, validated
 from app.services.unique_names import commit_unique
 
 MAX_WINDOW = 100  # alert_states.recent holds this many verdicts
@@ -74,15 +74,11 @@ class RuleInput(BaseModel):
 
 
 def _broken(field: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError("rule_rule", "{message}", {"field": field, "message": message})
+    return broken_rule("rule_rule", field, message)
 
 
 def _validated(data: dict[str, Any]) -> RuleInput:
-    try:
-        return RuleInput(**data)
-    except ValidationError as exc:
-        field, message = describe_validation_error(exc.errors(include_url=False)[0])
-        raise InvalidInputError(message, field=field) from None
+    return validated(RuleInput, data)
 
 
 def _own(model: type[Any], tenant_id: int, item_id: int | None, what: str) -> Any:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import Alert, AlertEvent, AlertRule, AlertState, Notification, Probe, User, utcnow
-from app.services import outbox
+from app.services import maintenance, outbox
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
 
 OPEN = ("firing", "acknowledged")
@@ -148,7 +148,8 @@ def send_reminders(now: datetime | None = None, limit: int = REMINDER_BATCH) -> 
     """A reminder for every firing alert whose reminder is due; returns the notification ids.
 
     Each alert's next reminder moves by compare-and-set, so two beats running this at once
-    remind once. A disabled rule's alerts are not reminded of (they stay open until
+    remind once. An alert whose probe is in a maintenance window now is not reminded of
+    (its next reminder moves on). A disabled rule's alerts are not reminded of (they stay open until
     resolved, by hand or by the rule once enabled again).
     """
     now = now or utcnow()
@@ -160,12 +161,13 @@ def send_reminders(now: datetime | None = None, limit: int = REMINDER_BATCH) -> 
             .order_by(Alert.next_reminder_at).limit(limit)).tuples().all()
         for alert, rule in due:
             following = now + timedelta(seconds=rule.reminder_seconds) if rule.reminder_seconds else None
+            quiet = maintenance.covers_now(alert.tenant_id, alert.probe_id)  # moved on, not sent
             moved = db.session.execute(
                 update(Alert).where(Alert.id == alert.id, Alert.status == "firing",
                                     Alert.next_reminder_at == alert.next_reminder_at)
-                .values(next_reminder_at=following, reminders_sent=Alert.reminders_sent + 1)
+                .values(next_reminder_at=following, reminders_sent=Alert.reminders_sent + (0 if quiet else 1))
                 .execution_options(synchronize_session=False))
-            if moved.rowcount == 1:  # type: ignore[attr-defined]
+            if moved.rowcount == 1 and not quiet:  # type: ignore[attr-defined]
                 created += outbox.enqueue(alert, rule, "reminder", None)
         db.session.commit()
     except BaseException:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 from app.probes.registry import PROTOCOLS
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ServiceError(Exception):
@@ -69,3 +74,17 @@ def describe_validation_error(error: Any) -> tuple[str | None, str]:
     if error["type"] == "extra_forbidden":
         message = "unknown field"
     return field, message
+
+
+def validated(model: type[M], data: dict[str, Any]) -> M:
+    """``model(**data)``, or one ``InvalidInputError`` naming the first field at fault."""
+    try:
+        return model(**data)
+    except ValidationError as exc:
+        field, message = describe_validation_error(exc.errors(include_url=False)[0])
+        raise InvalidInputError(message, field=field) from None
+
+
+def broken_rule(kind: str, field: str, message: str) -> PydanticCustomError:
+    """The error a model validator over several fields raises, blaming ``field``."""
+    return PydanticCustomError(kind, "{message}", {"field": field, "message": message})

@@ -16,7 +16,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_serializer,
     model_validator,
 )
@@ -34,7 +33,7 @@ from app.probes.base import with_secrets
 from app.probes.urls import mask_credentials
 from app.services import scheduling, status_cache
 from app.services.masking import restore_masked
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError, describe_validation_error
+from app.services.errors import ConflictError, NotFoundError, broken_rule, validated
 
 MAX_INTERVAL_SECONDS = 86400
 
@@ -115,15 +114,11 @@ class ProbeInput(BaseModel):
 
 def _rule_broken(field: str, message: str) -> PydanticCustomError:
     """A rule over the whole probe, blaming one field (see ``describe_validation_error``)."""
-    return PydanticCustomError("probe_rule", "{message}", {"field": field, "message": message})
+    return broken_rule("probe_rule", field, message)
 
 
 def _validated(data: dict[str, Any]) -> ProbeInput:
-    try:
-        return ProbeInput(**data)
-    except ValidationError as exc:
-        field, message = describe_validation_error(exc.errors(include_url=False)[0])
-        raise InvalidInputError(message, field=field) from None
+    return validated(ProbeInput, data)
 
 
 def _check_group(tenant_id: int, group_id: int | None) -> None:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from app.core.redis_client import get_redis
 from app.extensions import db
 from app.models import ProbeResult
-from app.services import alert_triggers, leases, run_losses, status_cache
+from app.services import alert_triggers, leases, maintenance, run_losses, status_cache
 from app.services.bulk import insert_new
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def store(runs: list[MeasuredRun]) -> dict[RunKey, int]:
     if not runs:
         return {}
     try:
+        maintenance.mark(run.row for run in runs)
         inserted = insert_new(
             ProbeResult.__table__, [run.row for run in runs], unique=("probe_id", "run_key"),
             returning=(ProbeResult.id, ProbeResult.probe_id, ProbeResult.run_key),

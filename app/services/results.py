@@ -75,7 +75,8 @@ def probe_stats(tenant_id: int, probe_id: int, *, since: datetime, until: dateti
     ascending, the p-th percentile is the value at 1-based rank ceil(p/100 * n). It is
     always a measured value, never an interpolation; for n = 100 the p95 is the 95th
     smallest. Averages and percentiles are None when no result has a response time,
-    uptime is None when there are no results at all.
+    uptime is None when there are no results at all. ``uptime_outside_maintenance_percent``
+    leaves out the runs made in a maintenance window (``maintenance_count`` of them).
     """
     get_probe(tenant_id, probe_id)
     if since is None:
@@ -88,8 +89,13 @@ def probe_stats(tenant_id: int, probe_id: int, *, since: datetime, until: dateti
             func.coalesce(func.sum(case((_results.c.status == ProbeStatus.SUCCESS.value, 1), else_=0)), 0)
             .label("success_count"),
             func.avg(_results.c.response_time_ms).label("avg"),
+            func.coalesce(func.sum(case((_results.c.in_maintenance, 1), else_=0)), 0).label("maintenance_count"),
+            func.coalesce(func.sum(case((_results.c.in_maintenance, 0),
+                                        (_results.c.status == ProbeStatus.SUCCESS.value, 1), else_=0)), 0)
+            .label("success_outside_maintenance"),
         ).where(*window)
     ).one()
+    outside = totals.count - totals.maintenance_count
     last_failure = db.session.execute(
         select(_results.c.id, _results.c.created_at, _results.c.status, _results.c.status_code, _results.c.error)
         .where(*window, _results.c.status != ProbeStatus.SUCCESS.value)
@@ -103,6 +109,9 @@ def probe_stats(tenant_id: int, probe_id: int, *, since: datetime, until: dateti
         "count": totals.count,
         "success_count": totals.success_count,
         "uptime_percent": round(totals.success_count / totals.count * 100, 3) if totals.count else None,
+        "maintenance_count": totals.maintenance_count,
+        "uptime_outside_maintenance_percent":
+            round(totals.success_outside_maintenance / outside * 100, 3) if outside else None,
         "avg_response_time_ms": round(totals.avg, 3) if totals.avg is not None else None,
         **_percentiles(window),
         "last_failure": None if last_failure is None else {
