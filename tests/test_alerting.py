@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 import pytest
@@ -41,14 +41,15 @@ def quick_delivery() -> Iterator[None]:
         activate(previous)
 
 
-def stored(probe: Any, status: str = "success", ms: float = 12.0, error: str | None = None) -> int:
-    """Store one result of ``probe`` as a worker does; returns its id."""
+def stored(probe: Any, status: str = "success", ms: float = 12.0, error: str | None = None,
+           started_at: datetime | None = None) -> int:
+    """Store one result of ``probe`` as a worker does (started now, unless told); returns its id."""
     now = utcnow()
     row = {"tenant_id": probe.tenant_id, "probe_id": probe.id, "run_key": f"manual:{uuid.uuid4().hex}",
            "probe_type": "manual", "status": status, "response_time_ms": ms, "status_code": 200 if status == "success"
            else None, "error": error, "dns_ms": None, "connect_ms": None, "tls_ms": None, "processing_ms": None,
            "transfer_ms": None, "cert_expires_at": None, "bytes_read": 0, "details": None, "scheduled_for": None,
-           "started_at": now, "created_at": now}
+           "started_at": started_at or now, "created_at": now}
     (result_id,) = store([MeasuredRun(row=row)]).values()
     return result_id
 

@@ -134,6 +134,18 @@ def test_results_of_covered_probes_are_marked_and_others_are_not(app: Flask) -> 
     assert not _marked(stored(elsewhere))
 
 
+def test_a_result_written_late_is_marked_by_when_it_ran(app: Flask) -> None:
+    """Written after its window ended (the database was down meanwhile): judged by its start."""
+    tenant = make_tenant()
+    probe = make_probe(tenant.id, "http://127.0.0.1:9/a")
+    now = utcnow()
+    maintenance.create_window(tenant.id, {"name": "last night", "starts_at": now - timedelta(hours=3),
+                                          "ends_at": now - timedelta(hours=2), "probe_ids": [probe.id]})
+    assert _marked(stored(probe, started_at=now - timedelta(hours=2, minutes=30)))
+    assert not _marked(stored(probe, started_at=now - timedelta(hours=1)))
+    assert not _marked(stored(probe))
+
+
 # --- rules in maintenance -------------------------------------------------------------------------------
 
 
