@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -37,8 +37,11 @@ def test_an_operator_plans_a_recurring_window_and_a_viewer_reads_it(team: dict[s
         "name": "sunday patching", "cron": "0 2 * * 0", "duration_seconds": 7200, "timezone": "Europe/Berlin",
         "probe_ids": [probe["id"]], "group_ids": [], "all_probes": False, "ends_at": None}
     upcoming = window["next_occurrence"]
-    assert upcoming is not None and window["open_now"] in (True, False)
-    assert upcoming["starts_at"][11:16] in ("00:00", "01:00")  # 02:00 in Berlin, in UTC
+    assert upcoming is not None
+    opens = datetime.fromisoformat(upcoming["starts_at"])
+    assert window["open_now"] is (opens <= utcnow())  # the one open now, else the next
+    assert opens.weekday() == 6 and opens.strftime("%H:%M") in ("00:00", "01:00")  # Sunday 02:00 in Berlin
+    assert datetime.fromisoformat(upcoming["ends_at"]) - opens == timedelta(hours=2)
 
     changed = team["operator"].patch(f"{WINDOWS}/{window['id']}", json={"comment": "kernel updates"})
     assert changed.status_code == 200 and changed.json["comment"] == "kernel updates"

@@ -59,6 +59,24 @@ def test_a_recurring_window_opens_nothing_before_its_start_or_after_its_end() ->
     assert open_at(daily, datetime(2026, 5, 3, 6, 30, tzinfo=UTC)) == found[0]
 
 
+def test_a_listing_shows_the_open_occurrence_or_else_the_next_even_a_month_away(app: Flask) -> None:
+    tenant = make_tenant()
+    now = utcnow()
+    every_minute = maintenance.create_window(tenant.id, {
+        "name": "busy", "starts_at": now - timedelta(days=1), "cron": "* * * * *",
+        "duration_seconds": 31 * 86400, "all_probes": True})
+    assert maintenance.status(every_minute).open_now
+    yearly = maintenance.create_window(tenant.id, {
+        "name": "new year", "starts_at": now, "cron": "0 0 1 1 *", "duration_seconds": 3600, "all_probes": True})
+    upcoming = maintenance.status(yearly).next_occurrence
+    assert upcoming is not None and (upcoming[0].month, upcoming[0].day, upcoming[0].hour) == (1, 1, 0)
+    assert upcoming[0] > now and not maintenance.status(yearly).open_now
+    ended = maintenance.create_window(tenant.id, {
+        "name": "past", "starts_at": now - timedelta(days=2), "ends_at": now - timedelta(days=1),
+        "all_probes": True})
+    assert maintenance.status(ended) == maintenance.WindowStatus(False, None)
+
+
 def test_a_one_off_window_is_open_from_its_start_until_its_end() -> None:
     once = Schedule(starts_at=datetime(2026, 6, 1, 10, tzinfo=UTC), ends_at=datetime(2026, 6, 1, 11, tzinfo=UTC))
     assert open_at(once, datetime(2026, 6, 1, 10, tzinfo=UTC)) is not None
@@ -80,6 +98,8 @@ def test_a_one_off_window_is_open_from_its_start_until_its_end() -> None:
     ({"starts_at": "2026-06-01T10:00:00"}, "starts_at:"),  # no time zone: refused, not guessed
     ({"probe_ids": []}, "probe_ids: name probes or groups, or set all_probes"),
     ({"all_probes": True}, "all_probes: covers every probe"),
+    ({"starts_at": "0001-01-01T00:00:00+14:00"}, "starts_at: must lie between 2000 and 2100"),
+    ({"ends_at": "9999-12-31T23:59:59-12:00"}, "ends_at: must lie between 2000 and 2100"),
 ])
 def test_a_window_that_cannot_be_is_refused_with_the_field(app: Flask, changes: dict[str, Any],
                                                             message: str) -> None:

@@ -50,7 +50,7 @@ class WindowOut(BaseModel):
     group_ids: list[int]
     open_now: bool = Field(description="An occurrence is open at this moment.")
     next_occurrence: Occurrence | None = Field(
-        description="The occurrence open now, or else the next one within 31 days.")
+        description="The occurrence open now, or else the next one; null when none is to come.")
     created_at: datetime
 
 
@@ -59,9 +59,10 @@ class WindowList(BaseModel):
 
 
 def _out(window: MaintenanceWindow) -> dict[str, Any]:
-    upcoming = maintenance.next_open(window)
+    status = maintenance.status(window)
+    upcoming = status.next_occurrence
     return WindowOut(**maintenance.window_fields(window), id=window.id, created_at=window.created_at,
-                     open_now=maintenance.is_open(window),
+                     open_now=status.open_now,
                      next_occurrence=None if upcoming is None else Occurrence(starts_at=upcoming[0],
                                                                               ends_at=upcoming[1]),
                      ).model_dump(mode="json")

@@ -34,13 +34,13 @@ def maintenance() -> None:
 def maintenance_add(tenant_ref: str, probe_ids: tuple[int, ...], group_ids: tuple[int, ...], all_probes: bool,
                     **fields: Any) -> None:
     """Create a maintenance window."""
-    from app.services.maintenance import create_window, next_open
+    from app.services.maintenance import create_window, status
 
     data = {name: value for name, value in fields.items() if value is not None}
     data.update(probe_ids=list(probe_ids), group_ids=list(group_ids), all_probes=all_probes)
     created = create_window(_tenant_id(tenant_ref) or 0, data)
-    upcoming = next_open(created)
-    when = f"next {_iso(upcoming[0])} to {_iso(upcoming[1])}" if upcoming else "no occurrence within 31 days"
+    upcoming = status(created).next_occurrence
+    when = f"next {_iso(upcoming[0])} to {_iso(upcoming[1])}" if upcoming else "no occurrence to come"
     click.echo(f"maintenance window {created.id} {created.name!r} created: {when}")
 
 
@@ -49,7 +49,7 @@ def maintenance_add(tenant_ref: str, probe_ids: tuple[int, ...], group_ids: tupl
 @with_appcontext
 def maintenance_list(tenant_ref: str | None) -> None:
     """List maintenance windows, with whether each is open and when it next is."""
-    from app.services.maintenance import is_open, list_windows, next_open
+    from app.services.maintenance import list_windows, status
 
     click.echo("ID\tTENANT\tNAME\tSCHEDULE\tCOVERS\tOPEN\tNEXT")
     for item in list_windows(_tenant_id(tenant_ref)):
@@ -57,9 +57,10 @@ def maintenance_list(tenant_ref: str | None) -> None:
                     else f"{_iso(item.starts_at)} to {_iso(item.ends_at)}")
         covers = "all" if item.all_probes else " ".join(
             [f"probe {probe.id}" for probe in item.probes] + [f"group {group.id}" for group in item.groups])
-        upcoming = next_open(item)
+        state = status(item)
+        upcoming = state.next_occurrence
         click.echo(f"{item.id}\t{item.tenant_id}\t{item.name}\t{schedule}\t{covers}\t"
-                   f"{'yes' if is_open(item) else 'no'}\t{_iso(upcoming[0]) if upcoming else '-'}")
+                   f"{'yes' if state.open_now else 'no'}\t{_iso(upcoming[0]) if upcoming else '-'}")
 
 
 @maintenance.command("delete")

@@ -13,7 +13,8 @@ from app.models import AlertRule, NotificationChannel, Probe, ProbeGroup
 from app.models.base import MAX_ID
 from app.probes import PROTOCOLS
 from app.services import alert_triggers
-from app.services.errors import NotFoundError, broken_rule, validated
+from app.services.errors import broken_rule, validated
+from app.services.tenant_rows import owned
 from app.services.unique_names import commit_unique
 
 MAX_WINDOW = 100  # alert_states.recent holds this many verdicts
@@ -81,19 +82,10 @@ def _validated(data: dict[str, Any]) -> RuleInput:
     return validated(RuleInput, data)
 
 
-def _own(model: type[Any], tenant_id: int, item_id: int | None, what: str) -> Any:
-    if item_id is None:
-        return None
-    item = db.session.get(model, item_id)
-    if item is None or item.tenant_id != tenant_id:
-        raise NotFoundError(f"{what} {item_id} not found")
-    return item
-
-
 def _apply(rule: AlertRule, tenant_id: int, fields: RuleInput) -> None:
-    _own(Probe, tenant_id, fields.probe_id, "probe")
-    _own(ProbeGroup, tenant_id, fields.group_id, "probe group")
-    channels = [_own(NotificationChannel, tenant_id, channel_id, "notification channel")
+    owned(Probe, tenant_id, fields.probe_id, "probe")
+    owned(ProbeGroup, tenant_id, fields.group_id, "probe group")
+    channels = [owned(NotificationChannel, tenant_id, channel_id, "notification channel")
                 for channel_id in fields.channel_ids]
     for name, value in fields.model_dump(exclude={"channel_ids"}).items():
         setattr(rule, name, value)
@@ -115,7 +107,7 @@ def create_rule(tenant_id: int, data: dict[str, Any]) -> AlertRule:
 
 
 def get_rule(tenant_id: int, rule_id: int) -> AlertRule:
-    rule = _own(AlertRule, tenant_id, rule_id, "alert rule")
+    rule = owned(AlertRule, tenant_id, rule_id, "alert rule")
     assert rule is not None
     return rule
 

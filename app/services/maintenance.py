@@ -24,7 +24,8 @@ from sqlalchemy import or_, select
 from app.extensions import db
 from app.models import MaintenanceWindow, Probe, ProbeGroup, utcnow
 from app.models.base import MAX_ID
-from app.services.errors import NotFoundError, broken_rule, validated
+from app.services.errors import broken_rule, validated
+from app.services.tenant_rows import owned
 from app.services.unique_names import commit_unique
 
 WINDOWS_TTL_SECONDS = 5.0
@@ -32,6 +33,9 @@ WINDOWS_TTL_SECONDS = 5.0
 # database was down) is still judged by the window it started in.
 LOOK_AROUND = timedelta(hours=6)
 MAX_DURATION_SECONDS = 31 * 86400
+# Times a window may name: far from datetime's limits, which the occurrence arithmetic would cross.
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 MAX_TARGETS = 1000
 
 
@@ -57,6 +61,9 @@ class WindowInput(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "WindowInput":
+        for field, value in (("starts_at", self.starts_at), ("ends_at", self.ends_at)):
+            if value is not None and not EARLIEST <= value < LATEST:
+                raise _broken(field, f"must lie between {EARLIEST:%Y} and {LATEST:%Y}")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -162,20 +169,20 @@ def open_at(schedule: Schedule, at: datetime) -> tuple[datetime, datetime] | Non
 class _Coverage:
     """One window as the marking needs it: its open intervals near now, and its probes."""
 
-    window_id: int
-    name: str
     intervals: tuple[tuple[datetime, datetime], ...]
     probe_ids: frozenset[int] | None  # None: every probe of the tenant
 
 
 _lock = threading.Lock()
-_coverage: tuple[float, datetime, dict[int, list[_Coverage]]] = (float("-inf"), utcnow(), {})
+_coverage: tuple[float, dict[int, list[_Coverage]]] = (float("-inf"), {})
 
 
 def _read_coverage() -> dict[int, list[_Coverage]]:
+    """Every tenant's windows with an occurrence near now: three statements, however many windows."""
+    from app.models import maintenance_window_groups as groups, maintenance_window_probes as probes
+
     now = utcnow()
     start, end = now - LOOK_AROUND, now + LOOK_AROUND
-    by_tenant: dict[int, list[_Coverage]] = {}
     with db.engine.connect() as connection:
         windows = connection.execute(
             select(MaintenanceWindow.__table__).where(
@@ -183,77 +190,65 @@ def _read_coverage() -> dict[int, list[_Coverage]]:
                 # A recurring window's ends_at is its last start: that occurrence may still be open.
                 or_(MaintenanceWindow.ends_at.is_(None),
                     MaintenanceWindow.ends_at > start - timedelta(seconds=MAX_DURATION_SECONDS)))).all()
-        for window in windows:
-            intervals = occurrences(Schedule(window.starts_at, window.ends_at, window.cron,
-                                             window.duration_seconds, window.timezone), start, end)
-            if not intervals:
-                continue
-            probe_ids = None if window.all_probes else frozenset(_covered_probe_ids(connection, window.id))
-            by_tenant.setdefault(window.tenant_id, []).append(
-                _Coverage(window.id, window.name, tuple(intervals), probe_ids))
+        intervals = {window.id: occurrences(Schedule(window.starts_at, window.ends_at, window.cron,
+                                                     window.duration_seconds, window.timezone), start, end)
+                     for window in windows}
+        scoped = [window.id for window in windows if intervals[window.id] and not window.all_probes]
+        covered: dict[int, set[int]] = {window_id: set() for window_id in scoped}
+        if scoped:
+            named = select(probes.c.window_id, probes.c.probe_id).where(probes.c.window_id.in_(scoped))
+            grouped = (select(groups.c.window_id, Probe.id).join(Probe, Probe.group_id == groups.c.group_id)
+                       .where(groups.c.window_id.in_(scoped)))
+            for window_id, probe_id in connection.execute(named.union(grouped)):
+                covered[window_id].add(probe_id)
+    by_tenant: dict[int, list[_Coverage]] = {}
+    for window in windows:
+        if intervals[window.id]:
+            probe_ids = None if window.all_probes else frozenset(covered[window.id])
+            by_tenant.setdefault(window.tenant_id, []).append(_Coverage(tuple(intervals[window.id]), probe_ids))
     return by_tenant
-
-
-def _covered_probe_ids(connection: Any, window_id: int) -> list[int]:
-    from app.models import maintenance_window_groups as groups, maintenance_window_probes as probes
-
-    named = select(probes.c.probe_id).where(probes.c.window_id == window_id)
-    grouped = (select(Probe.id).join(groups, groups.c.group_id == Probe.group_id)
-               .where(groups.c.window_id == window_id))
-    return list(connection.scalars(named.union(grouped)))
 
 
 def _windows() -> dict[int, list[_Coverage]]:
     global _coverage
     if time.monotonic() - _coverage[0] < WINDOWS_TTL_SECONDS:
-        return _coverage[2]
+        return _coverage[1]
     with _lock:
         if time.monotonic() - _coverage[0] >= WINDOWS_TTL_SECONDS:
-            _coverage = (time.monotonic(), utcnow(), _read_coverage())
-        return _coverage[2]
+            _coverage = (time.monotonic(), _read_coverage())
+        return _coverage[1]
 
 
 def forget() -> None:
     """Read the windows again on the next question (they were just changed in this process)."""
     global _coverage
-    _coverage = (float("-inf"), utcnow(), {})
+    _coverage = (float("-inf"), {})
 
 
-def window_at(tenant_id: int, probe_id: int, at: datetime) -> str | None:
-    """The name of a window covering ``probe_id`` open at ``at``, or None."""
-    for coverage in _windows().get(tenant_id, ()):
-        if coverage.probe_ids is not None and probe_id not in coverage.probe_ids:
-            continue
-        if any(opens <= at < closes for opens, closes in coverage.intervals):
-            return coverage.name
-    return None
+def _covered(windows: dict[int, list[_Coverage]], tenant_id: int, probe_id: int, at: datetime) -> bool:
+    return any((coverage.probe_ids is None or probe_id in coverage.probe_ids)
+               and any(opens <= at < closes for opens, closes in coverage.intervals)
+               for coverage in windows.get(tenant_id, ()))
 
 
 def covers_now(tenant_id: int, probe_id: int) -> bool:
-    return window_at(tenant_id, probe_id, utcnow()) is not None
+    """A window covering ``probe_id`` is open now."""
+    return _covered(_windows(), tenant_id, probe_id, utcnow())
 
 
 def mark(rows: Iterable[dict[str, Any]]) -> None:
     """Set ``in_maintenance`` on probe_results rows about to be written (by their start)."""
     windows = _windows()
     for row in rows:
-        row["in_maintenance"] = (row["tenant_id"] in windows
-                                 and window_at(row["tenant_id"], row["probe_id"], row["started_at"]) is not None)
+        row["in_maintenance"] = _covered(windows, row["tenant_id"], row["probe_id"], row["started_at"])
 
 
 # --- the tenant's windows -----------------------------------------------------------------------
 
 
-def _own(model: type[Any], tenant_id: int, item_id: int, what: str) -> Any:
-    item = db.session.get(model, item_id)
-    if item is None or item.tenant_id != tenant_id:
-        raise NotFoundError(f"{what} {item_id} not found")
-    return item
-
-
 def _apply(window: MaintenanceWindow, tenant_id: int, fields: WindowInput) -> None:
-    window.probes = [_own(Probe, tenant_id, probe_id, "probe") for probe_id in fields.probe_ids]
-    window.groups = [_own(ProbeGroup, tenant_id, group_id, "probe group") for group_id in fields.group_ids]
+    window.probes = [owned(Probe, tenant_id, probe_id, "probe") for probe_id in fields.probe_ids]
+    window.groups = [owned(ProbeGroup, tenant_id, group_id, "probe group") for group_id in fields.group_ids]
     for name, value in fields.model_dump(exclude={"probe_ids", "group_ids"}).items():
         setattr(window, name, value)
 
@@ -273,7 +268,7 @@ def create_window(tenant_id: int, data: dict[str, Any]) -> MaintenanceWindow:
 
 
 def get_window(tenant_id: int, window_id: int) -> MaintenanceWindow:
-    window: MaintenanceWindow = _own(MaintenanceWindow, tenant_id, window_id, "maintenance window")
+    window: MaintenanceWindow = owned(MaintenanceWindow, tenant_id, window_id, "maintenance window")
     return window
 
 
@@ -306,12 +301,26 @@ def delete_window(tenant_id: int, window_id: int) -> None:
     forget()
 
 
-def is_open(window: MaintenanceWindow, now: datetime | None = None) -> bool:
-    return open_at(Schedule.of(window), now or utcnow()) is not None
+@dataclass(frozen=True)
+class WindowStatus:
+    open_now: bool
+    next_occurrence: tuple[datetime, datetime] | None  # the one open now, or else the next to come
 
 
-def next_open(window: MaintenanceWindow, now: datetime | None = None) -> tuple[datetime, datetime] | None:
-    """The occurrence open now, or else the next one within 31 days (for listings)."""
+def status(window: MaintenanceWindow, now: datetime | None = None) -> WindowStatus:
+    """Whether the window is open, and its current or next occurrence (for listings)."""
     now = now or utcnow()
-    found = occurrences(Schedule.of(window), now, now + timedelta(days=31))
-    return found[0] if found else None
+    schedule = Schedule.of(window)
+    current = open_at(schedule, now)
+    if current is not None:
+        return WindowStatus(True, current)
+    if schedule.cron is None:
+        upcoming = (schedule.starts_at, schedule.ends_at) if schedule.starts_at > now else None
+        return WindowStatus(False, upcoming)  # type: ignore[arg-type]
+    assert schedule.duration_seconds is not None
+    after = max(now, schedule.starts_at - timedelta(microseconds=1))  # croniter's next is strictly later
+    opens = croniter(schedule.cron, after.astimezone(ZoneInfo(schedule.timezone)),
+                     ret_type=datetime).get_next(datetime).astimezone(timezone.utc)
+    if schedule.ends_at is not None and opens > schedule.ends_at:
+        return WindowStatus(False, None)
+    return WindowStatus(False, (opens, opens + timedelta(seconds=schedule.duration_seconds)))
