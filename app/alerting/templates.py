@@ -4,7 +4,8 @@ Context variables (the same names and shapes as ``Message.data``; all JSON value
 
 ==========================  ===========================================================
 ``event``                   ``firing``, ``reminder``, ``acknowledged``, ``resolved``,
-                            ``summary`` or ``test``
+                            ``escalation``, ``flapping``, ``group``, ``summary`` or
+                            ``test``
 ``status``                  the probe's latest status: ``success``, ``failed``,
                             ``timeout`` or ``error``
 ``error``                   the latest error, for a person (empty when none)
@@ -24,11 +25,19 @@ Context variables (the same names and shapes as ``Message.data``; all JSON value
 ``probe``                   ``id``, ``name``, ``protocol``, ``target``
 ``tenant``                  ``id``, ``name``
 ``channel``                 ``id``, ``name``, ``kind``
-``alerts``                  (``summary``) a list of alerts, each with ``id``, ``state``,
+``escalation``              (``escalation``) ``step`` (1, 2, …) and ``after_seconds``
+``flapping``                (``flapping``, and a settled ``firing``/``resolved``)
+                            ``changes``, ``window_seconds``, ``settle_seconds``,
+                            ``settled`` (true once it settled)
+``group``                   (``group``) ``key`` (``tenant``, ``group:<id>``,
+                            ``rule:<id>``) and ``label`` (for a person)
+``alerts``                  (``summary``, ``group``) a list of alerts, each with ``id``, ``state``,
                             ``status``, ``error``, ``since``, ``link``, ``probe`` (``name``,
                             ``target``) and ``rule`` (``name``)
-``counts``                  (``summary``) ``firing``, ``acknowledged``, ``resolved``
-``more``                    (``summary``) how many more alerts it carries than ``alerts`` lists
+``counts``                  (``summary``, ``group``) ``firing``, ``acknowledged``,
+                            ``resolved``
+``more``                    (``summary``, ``group``) how many more alerts it carries than
+                            ``alerts`` lists
 ==========================  ===========================================================
 
 Filters besides Jinja's usual text and list filters: ``datetime`` (an ISO string, Unix
@@ -120,6 +129,9 @@ OBJECT_FIELDS: dict[str, tuple[str, ...]] = {
     "tenant": ("id", "name"),
     "channel": ("id", "name", "kind"),
     "counts": ("firing", "acknowledged", "resolved"),
+    "escalation": ("step", "after_seconds"),
+    "flapping": ("changes", "window_seconds", "settle_seconds", "settled"),
+    "group": ("key", "label"),
 }
 VALUE_NAMES = ("event", "status", "error", "response_time_ms", "status_code", "since", "duration_seconds", "link",
                "target", "timezone", "alerts", "more")
@@ -155,6 +167,9 @@ SAMPLE_CONTEXT: dict[str, Any] = {
     ],
     "counts": {"firing": 1, "acknowledged": 1, "resolved": 0},
     "more": 0,
+    "escalation": {"step": 1, "after_seconds": 900},
+    "flapping": {"changes": 6, "window_seconds": 600, "settle_seconds": 600, "settled": False},
+    "group": {"key": "group:4", "label": "web servers"},
 }
 
 
@@ -225,6 +240,35 @@ DEFAULT_TEMPLATES: dict[str, tuple[str, str]] = {
         "{% if a.error %}, {{ a.error }}{% endif %}, since {{ a.since | datetime }}\n"
         "{% if a.link %}  {{ a.link }}\n{% endif %}"
         "{% else %}No alert is open.\n{% endfor %}"
+        "{% if more %}… and {{ more }} more.\n{% endif %}"
+        "{% if link %}\n{{ link }}\n{% endif %}",
+    ),
+    "escalation": (
+        "[ESCALATED] {{ probe.name }} is not acknowledged"
+        "{% if escalation.after_seconds %} after {{ escalation.after_seconds | duration }}{% endif %}",
+        "Nobody has acknowledged the alert on {{ probe.name }}"
+        "{% if escalation.after_seconds %} in {{ escalation.after_seconds | duration }}{% endif %}"
+        " (escalation step {{ escalation.step }}).\n\n" + _DETAILS,
+    ),
+    "flapping": (
+        "[FLAPPING] {{ probe.name }} keeps changing state",
+        "{{ probe.name }} changed state {{ flapping.changes }} times in {{ flapping.window_seconds | duration }}: "
+        "it is flapping. No more messages are sent for it until it has been stable for "
+        "{{ flapping.settle_seconds | duration }}; then one tells its settled state.\n\n" + _DETAILS,
+    ),
+    "group": (
+        "[{% if counts.firing %}FIRING:{{ counts.firing }}{% endif %}"
+        "{% if counts.firing and counts.resolved %} {% endif %}"
+        "{% if counts.resolved %}RESOLVED:{{ counts.resolved }}{% endif %}"
+        "{% if not counts.firing and not counts.resolved %}GROUP{% endif %}] "
+        "{{ group.label or rule.name }}",
+        "{{ group.label or rule.name }}{% if tenant.name %} ({{ tenant.name }}){% endif %}: "
+        "{{ counts.firing or 0 }} firing, {{ counts.resolved or 0 }} resolved.\n\n"
+        "{% for a in alerts %}"
+        "- [{{ a.state | upper }}] {{ a.probe.name }} ({{ a.probe.target }}): {{ a.status }}"
+        "{% if a.error %}, {{ a.error }}{% endif %}, since {{ a.since | datetime }}\n"
+        "{% if a.link %}  {{ a.link }}\n{% endif %}"
+        "{% endfor %}"
         "{% if more %}… and {{ more }} more.\n{% endif %}"
         "{% if link %}\n{{ link }}\n{% endif %}",
     ),

@@ -47,6 +47,13 @@ class RuleOut(BaseModel):
     send_resolved: bool
     enabled: bool
     channel_ids: list[int]
+    group_by: str
+    group_wait_seconds: int
+    group_interval_seconds: int
+    flap_changes: int
+    flap_window_seconds: int
+    flap_settle_seconds: int
+    escalation: list[alert_rules.EscalationStep]
     created_at: datetime
     updated_at: datetime
 

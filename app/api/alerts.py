@@ -24,8 +24,8 @@ class AlertPath(BaseModel):
 class AlertQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["open", "firing", "acknowledged", "resolved"] | None = Field(
-        None, description="`open`: firing or acknowledged.")
+    status: Literal["open", "firing", "acknowledged", "suppressed", "resolved"] | None = Field(
+        None, description="`open`: firing, acknowledged or suppressed.")
     rule_id: RowId | None = None
     probe_id: RowId | None = None
     since: IsoTime | None = Field(None, description="Opened at or after (ISO 8601; UTC when no zone is given).")
@@ -62,6 +62,11 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     next_reminder_at: datetime | None
     reminders_sent: int
+    suppressed_by: int | None = Field(description="suppressed: the parent probe that is down.")
+    suppressed_by_name: str | None
+    flapping: bool = Field(description="The probe keeps changing state: nothing is sent until it settles.")
+    escalation_step: int = Field(description="Escalation steps taken so far.")
+    next_escalation_at: datetime | None
 
 
 class AlertDetail(AlertOut):
@@ -107,7 +112,9 @@ def _out(alert: Alert, names: alerts.Labels) -> dict[str, Any]:
         acknowledged_at=alert.acknowledged_at,
         acknowledged_by=names.users.get(alert.acknowledged_by) if alert.acknowledged_by else None,
         resolved_at=alert.resolved_at, next_reminder_at=alert.next_reminder_at,
-        reminders_sent=alert.reminders_sent,
+        reminders_sent=alert.reminders_sent, suppressed_by=alert.suppressed_by,
+        suppressed_by_name=names.probes.get(alert.suppressed_by) if alert.suppressed_by else None,
+        flapping=alert.flapping, escalation_step=alert.escalation_step, next_escalation_at=alert.next_escalation_at,
     ).model_dump(mode="json")
 
 

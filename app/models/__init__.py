@@ -1,7 +1,7 @@
 """All models, imported here so Alembic and ``db.create_all`` see every table."""
 
-from app.models.alerts import (Alert, AlertEvent, AlertRule, AlertState, Notification, NotificationAttempt,
-                               NotificationChannel, alert_rule_channels)
+from app.models.alerts import (Alert, AlertEvent, AlertGroup, AlertGroupItem, AlertRule, AlertState, Notification,
+                               NotificationAttempt, NotificationChannel, ProbeDependency, Silence, alert_rule_channels)
 from app.models.auth import ROLES, ApiToken, AuthSession, Membership, User
 from app.models.base import Base, utcnow
 from app.models.maintenance import MaintenanceWindow, maintenance_window_groups, maintenance_window_probes
@@ -10,7 +10,7 @@ from app.models.task_failure import TaskFailure
 from app.models.tenant import Tenant
 
 __all__ = [
-    "Alert", "AlertEvent", "AlertRule", "AlertState", "Notification", "NotificationAttempt", "NotificationChannel",
+    "Alert", "AlertEvent", "AlertGroup", "AlertGroupItem", "AlertRule", "ProbeDependency", "Silence", "AlertState", "Notification", "NotificationAttempt", "NotificationChannel",
     "alert_rule_channels", "MaintenanceWindow", "maintenance_window_groups", "maintenance_window_probes", "ROLES", "ApiToken", "AuthSession", "Base", "Membership", "Probe", "ProbeGroup", "ProbeLease", "ProbeResult",
     "ProbeRunLoss", "TaskFailure", "Tenant", "User", "utcnow",
 ]

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.models.base import Base, BigIntPK, UTCDateTime, utcnow
 from app.models.encrypted import EncryptedJSON
 
-ALERT_STATUSES = ("firing", "acknowledged", "resolved")
+ALERT_STATUSES = ("firing", "acknowledged", "suppressed", "resolved")
 RULE_KINDS = ("down", "slow", "certificate")
+GROUP_BY = ("none", "tenant", "group", "rule")
 NOTIFICATION_STATUSES = ("pending", "sending", "sent", "failed", "summarized")
 
 
@@ -93,6 +94,18 @@ class AlertRule(Base):
     reminder_seconds: Mapped[int] = mapped_column(Integer, default=0)  # 0: never remind
     send_resolved: Mapped[bool] = mapped_column(Boolean, default=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Grouping: alerts of the same key (tenant, probe group or rule) go out as one message per
+    # channel, gathered for group_wait_seconds, then one update per group_interval_seconds.
+    group_by: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    group_wait_seconds: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    group_interval_seconds: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
+    # Flapping: more than flap_changes changes within flap_window_seconds (0: never flapping),
+    # then silence until no change for flap_settle_seconds.
+    flap_changes: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    flap_window_seconds: Mapped[int] = mapped_column(Integer, default=600, server_default="600")
+    flap_settle_seconds: Mapped[int] = mapped_column(Integer, default=600, server_default="600")
+    # Escalation: [{"after_seconds": N, "channel_ids": [...]}, ...], in increasing after_seconds.
+    escalation: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -124,14 +137,23 @@ class AlertState(Base):
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
     # The rule fired on a result in maintenance: firing, but no alert opened (until a result outside it).
     held: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The rule's condition holds (while flapping the alert stays open whatever this says).
+    firing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    flapping: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When firing last changed, Unix seconds, newest last (at most flap_changes + 1 kept).
+    changes: Mapped[list[float]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Alert(Base):
-    """One episode of a rule firing for one probe: ``firing`` → ``acknowledged`` → ``resolved``.
+    """One episode of a rule firing for one probe: ``firing`` → ``acknowledged`` → ``resolved``,
+    or ``suppressed`` (a parent probe is down: nothing sent) → ``firing`` when the parent
+    recovers first.
 
     At most one alert per (rule, probe) is open (not resolved): a partial unique index
-    says so, behind the evaluator's compare-and-set.
+    says so, behind the evaluator's compare-and-set. ``notified`` says a firing notice was
+    written for it (so its resolution is told, even under a silence); ``silenced`` that a
+    silence withheld it (told once the silence ends if the alert is still firing).
     """
 
     __tablename__ = "alerts"
@@ -141,6 +163,10 @@ class Alert(Base):
         Index("ix_alerts_tenant_id_opened_at", "tenant_id", "opened_at"),
         Index("ix_alerts_next_reminder_at", "next_reminder_at",
               postgresql_where=text("status = 'firing'"), sqlite_where=text("status = 'firing'")),
+        Index("ix_alerts_next_escalation_at", "next_escalation_at",
+              postgresql_where=text("status = 'firing'"), sqlite_where=text("status = 'firing'")),
+        Index("ix_alerts_suppressed_by", "suppressed_by",
+              postgresql_where=text("status = 'suppressed'"), sqlite_where=text("status = 'suppressed'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,6 +183,12 @@ class Alert(Base):
     last_result_id: Mapped[int | None] = mapped_column(BigInteger)
     next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    suppressed_by: Mapped[int | None] = mapped_column(ForeignKey("probes.id", ondelete="SET NULL"))
+    flapping: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    notified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    silenced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    escalation_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # steps sent
+    next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     events: Mapped[list[AlertEvent]] = relationship(order_by="AlertEvent.id", cascade="all, delete-orphan",
                                                     back_populates="alert")
@@ -234,3 +266,81 @@ class NotificationAttempt(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str] = mapped_column(String(255), default="")
+
+
+class AlertGroup(Base):
+    """Alerts gathered for one channel under one key (``tenant``, ``group:<id>``, ``rule:<id>``):
+    the items waiting go out as one notification at ``flush_at``.
+
+    ``flush_at`` is set when an item arrives and none is due yet: the rule's group wait after
+    it for a group that is not running (nothing flushed, or everything flushed has resolved),
+    else the group interval after the last flush. A flush takes the group by compare-and-set
+    on ``version``, so two workers never send the same items.
+    """
+
+    __tablename__ = "alert_groups"
+    __table_args__ = (UniqueConstraint("channel_id", "key"),
+                      Index("ix_alert_groups_flush_at", "flush_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("notification_channels.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200), default="")  # for a person: the group's or rule's name
+    flush_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_flushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertGroupItem(Base):
+    """One alert event (``firing`` or ``resolved``) waiting in a group, or sent in
+    ``notification_id``."""
+
+    __tablename__ = "alert_group_items"
+    __table_args__ = (Index("ix_alert_group_items_group_id_notification_id", "group_id", "notification_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("alert_groups.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(16))
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the alert's notification context
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    notification_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class ProbeDependency(Base):
+    """``probe_id`` depends on ``parent_id``: while the parent is down, the probe's alerts are
+    suppressed. The service refuses a dependency that would close a cycle."""
+
+    __tablename__ = "probe_dependencies"
+
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probes.id", ondelete="CASCADE"), primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("probes.id", ondelete="CASCADE"), primary_key=True, index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+
+
+class Silence(Base):
+    """An operator's ad-hoc mute: alerts it matches send nothing from ``starts_at`` to ``ends_at``.
+
+    Matchers are id lists, all of the given kinds must match (an empty list matches any):
+    the alert's probe among ``probe_ids``, its probe's group among ``group_ids``, its rule
+    among ``rule_ids``. At least one list is not empty. A deleted probe, group or rule just
+    stops matching (the silence never widens).
+    """
+
+    __tablename__ = "silences"
+    __table_args__ = (Index("ix_silences_tenant_id_ends_at", "tenant_id", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    comment: Mapped[str] = mapped_column(Text)
+    probe_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    group_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    rule_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by_name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -21,6 +21,17 @@ MAX_WINDOW = 100  # alert_states.recent holds this many verdicts
 MAX_REMINDER_SECONDS = 7 * 86400
 
 Id = Field(ge=1, le=MAX_ID)
+MAX_ESCALATION_STEPS = 5
+DAY = 86400
+
+
+class EscalationStep(BaseModel):
+    """Not acknowledged ``after_seconds`` after it fired: notify these channels too (once)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    after_seconds: int = Field(ge=1, le=7 * DAY, description="Seconds after the alert fired.")
+    channel_ids: list[int] = Field(min_length=1, max_length=20, description="Channels of the tenant to notify.")
 
 
 class RuleInput(BaseModel):
@@ -50,6 +61,21 @@ class RuleInput(BaseModel):
     enabled: bool = True
     channel_ids: list[int] = Field(default_factory=list, max_length=20,
                                    description="Notification channels of the tenant to notify.")
+    group_by: Literal["none", "tenant", "group", "rule"] = Field(
+        "none", description="Send alerts that open together as one message per channel: all of the tenant's "
+                            "(tenant), of the probe's group (group) or of this rule (rule); none: one each.")
+    group_wait_seconds: int = Field(30, ge=0, le=3600, description="Grouped: how long the first alerts of a "
+                                                                   "group are gathered before its message goes out.")
+    group_interval_seconds: int = Field(300, ge=1, le=DAY, description="Grouped: how long later alerts and "
+                                                                       "recoveries of a running group are gathered.")
+    flap_changes: int = Field(5, ge=0, le=50, description="More changes (fired, resolved) than this within "
+                                                          "flap_window_seconds mark the probe flapping; 0: never.")
+    flap_window_seconds: int = Field(600, ge=1, le=DAY)
+    flap_settle_seconds: int = Field(600, ge=1, le=DAY, description="A flapping probe is told again once its "
+                                                                    "state has not changed for this long.")
+    escalation: list[EscalationStep] = Field(
+        default_factory=list, max_length=MAX_ESCALATION_STEPS,
+        description="Steps taken while the alert is firing and not acknowledged, each at most once.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "RuleInput":
@@ -71,6 +97,9 @@ class RuleInput(BaseModel):
             raise _broken("reminder_seconds", "must be 0 (never) or at least 60")
         if len(set(self.channel_ids)) != len(self.channel_ids):
             raise _broken("channel_ids", "lists a channel twice")
+        waits = [step.after_seconds for step in self.escalation]
+        if waits != sorted(set(waits)):
+            raise _broken("escalation", "steps must come in increasing after_seconds")
         return self
 
 
@@ -87,6 +116,9 @@ def _apply(rule: AlertRule, tenant_id: int, fields: RuleInput) -> None:
     owned(ProbeGroup, tenant_id, fields.group_id, "probe group")
     channels = [owned(NotificationChannel, tenant_id, channel_id, "notification channel")
                 for channel_id in fields.channel_ids]
+    for step in fields.escalation:
+        for channel_id in step.channel_ids:
+            owned(NotificationChannel, tenant_id, channel_id, "notification channel")
     for name, value in fields.model_dump(exclude={"channel_ids"}).items():
         setattr(rule, name, value)
     rule.channels = channels

@@ -21,7 +21,7 @@ from app.models import Alert, AlertEvent, AlertRule, AlertState, Notification, P
 from app.services import maintenance, outbox
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
 
-OPEN = ("firing", "acknowledged")
+OPEN = ("firing", "acknowledged", "suppressed")
 REMINDER_BATCH = 500
 
 
@@ -47,7 +47,7 @@ def get(tenant_id: int, alert_id: int) -> Alert:
 def list_alerts(tenant_id: int | None, status: str | None = None, rule_id: int | None = None,
                 probe_id: int | None = None, since: datetime | None = None, limit: int = 100,
                 before_id: int | None = None) -> list[Alert]:
-    """Newest first; ``status`` ``open`` means firing or acknowledged. ``tenant_id`` ``None``:
+    """Newest first; ``status`` ``open`` means firing, acknowledged or suppressed. ``tenant_id`` ``None``:
     every tenant's (the platform's CLI)."""
     query = select(Alert)
     if tenant_id is not None:
@@ -83,7 +83,8 @@ def labels(rows: list[Alert]) -> Labels:
         return dict(db.session.execute(select(id_column, name_column).where(id_column.in_(ids))).tuples().all())
 
     return Labels(rules=names(AlertRule.id, AlertRule.name, {row.rule_id for row in rows}),
-                  probes=names(Probe.id, Probe.name, {row.probe_id for row in rows}),
+                  probes=names(Probe.id, Probe.name, {row.probe_id for row in rows}
+                               | {row.suppressed_by for row in rows if row.suppressed_by}),
                   users=names(User.id, User.username, {row.acknowledged_by for row in rows if row.acknowledged_by}))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
-from app.alerting.channels import CHANNELS, MASK, ChannelConfigError, build_channel
+from app.alerting.channels import CHANNELS, EVENTS, MASK, ChannelConfigError, build_channel
 from app.alerting.templates import TemplateError, validate_template
 from app.core.config import active_settings
 from app.extensions import db
@@ -26,7 +26,7 @@ from app.services.masking import restore_masked
 from app.services.errors import InvalidInputError, NotFoundError, describe_validation_error
 from app.services.unique_names import commit_unique
 
-TEMPLATE_EVENTS = ("firing", "reminder", "acknowledged", "resolved", "summary", "test")
+TEMPLATE_EVENTS = EVENTS
 
 
 class TemplateInput(BaseModel):

@@ -43,7 +43,7 @@ _DNS_NAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A
 _PIECES = re.compile(r"[/:@?&=#,;+\s]+")
 # What an event means to services that colour or sort by type.
 _NOTIFY_TYPES = {"firing": "failure", "reminder": "warning", "acknowledged": "info", "resolved": "success",
-                 "summary": "info", "test": "info"}
+                 "escalation": "failure", "flapping": "warning", "group": "warning", "summary": "info", "test": "info"}
 
 
 class AppriseSettings(StrictModel):

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-EVENTS = ("firing", "reminder", "acknowledged", "resolved", "summary", "test")
+EVENTS = ("firing", "reminder", "acknowledged", "resolved", "escalation", "flapping", "group", "summary", "test")
 
 MASK = "********"
 
