@@ -25,7 +25,7 @@ from app.alerting.rules import Memory, ResultView, RuleSpec, Transition, advance
 from app.core.config import active_settings
 from app.extensions import db
 from app.models import Alert, AlertEvent, AlertRule, AlertState, Probe, ProbeResult, utcnow
-from app.services import outbox
+from app.services import escalation, outbox
 from app.models.base import UTCDateTime
 from app.services.bulk import KeyList, dialect_name, insert_new, per_dialect
 
@@ -293,7 +293,8 @@ def _apply(rule: AlertRule, probe: ProbeView, alert_id: int | None, transition: 
         alert = Alert(tenant_id=rule.tenant_id, rule_id=rule.id, probe_id=probe.id, status="firing",
                       reason=transition.reason, opened_at=now, since=transition.since,
                       last_result_id=transition.result.id,
-                      next_reminder_at=now + timedelta(seconds=rule.reminder_seconds) if rule.reminder_seconds else None)
+                      next_reminder_at=now + timedelta(seconds=rule.reminder_seconds) if rule.reminder_seconds else None,
+                      next_escalation_at=escalation.due_at(rule, now, 0))
         db.session.add(alert)
         db.session.flush()
         db.session.add(AlertEvent(alert_id=alert.id, tenant_id=rule.tenant_id, from_status=None, to_status="firing",
