@@ -244,7 +244,7 @@ DEFAULT_TEMPLATES: dict[str, tuple[str, str]] = {
         "{% if link %}\n{{ link }}\n{% endif %}",
     ),
     "escalation": (
-        "[ESCALATED] {{ probe.name }} is not acknowledged"
+        "[ESCALATION] {{ probe.name }} is not acknowledged"
         "{% if escalation.after_seconds %} after {{ escalation.after_seconds | duration }}{% endif %}",
         "Nobody has acknowledged the alert on {{ probe.name }}"
         "{% if escalation.after_seconds %} in {{ escalation.after_seconds | duration }}{% endif %}"

@@ -156,7 +156,7 @@ def _states(pairs: list[Pair], probes: dict[int, ProbeView], first_new: dict[int
         insert_new(_STATES,
                    [{"rule_id": rule_id, "probe_id": probe_id, "tenant_id": probes[probe_id].tenant_id,
                      "last_result_id": first_new[probe_id] - 1, "recent": "", "good_streak": 0, "version": 0,
-                     "updated_at": utcnow()} for rule_id, probe_id in missing],
+                     "firing": False, "flapping": False, "held": False, "changes": [], "updated_at": utcnow()} for rule_id, probe_id in missing],
                    unique=("rule_id", "probe_id"))
         existing = _read_states(pairs)
     return existing
