@@ -197,10 +197,11 @@ def pg_app(_postgres_app: Flask, clean_redis: redis.Redis) -> Iterator[Flask]:
 
 
 def _bound(flask_app: Flask) -> Iterator[Flask]:
-    from app.services import maintenance
+    from app.services import maintenance, silences
 
     _empty_tables(flask_app)
-    maintenance.forget()  # the process's copy of the windows came from the tables just emptied
+    maintenance.forget()  # the process's copies of the windows and silences came from the tables just emptied
+    silences.forget()
     celery_init_app(flask_app)  # tasks and services use this app from now on
     with flask_app.app_context():
         yield flask_app

@@ -91,3 +91,48 @@ def test_runs_that_say_nothing_leave_the_memory_alone() -> None:
     memory, _ = feed(rule, run(cert_days=2))
     unchanged, actions = feed(rule, run("failed", cert_days=None), run(cert_days=None), memory=memory)
     assert unchanged == memory and actions == []
+
+
+FLAPPY = RuleSpec(kind="down", threshold=1, window=1, flap_changes=3, flap_window_seconds=300,
+                  flap_settle_seconds=120)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_more_changes_than_allowed_within_the_window_is_one_flap_then_silence() -> None:
+    memory, actions = feed(FLAPPY, run("failed", at=at(0)), run(at=at(10)), run("failed", at=at(20)),
+                           run(at=at(30)), run("failed", at=at(40)), run(at=at(50)))
+    # fire, resolve, fire are told; the fourth change makes it flapping; the rest says nothing
+    assert actions == ["fire", "resolve", "fire", "flap"]
+    assert memory.flapping and not memory.firing
+
+
+def test_changes_spread_wider_than_the_window_never_flap() -> None:
+    results = [run("failed" if i % 2 == 0 else "success", at=at(i * 120)) for i in range(8)]
+    memory, actions = feed(FLAPPY, *results)
+    assert actions == ["fire", "resolve"] * 4 and not memory.flapping
+
+
+def test_a_flapping_probe_settles_after_a_quiet_spell_in_its_state_at_that_moment() -> None:
+    flapping, _ = feed(FLAPPY, run("failed", at=at(0)), run(at=at(10)), run("failed", at=at(20)), run(at=at(30)))
+    assert flapping.flapping
+    # up since 30 s: nothing until 120 s have passed since that last change
+    memory, actions = feed(FLAPPY, run(at=at(100)), run(at=at(149)), memory=flapping)
+    assert actions == [] and memory.flapping
+    memory, actions = feed(FLAPPY, run(at=at(150)), memory=memory)
+    assert actions == ["settle"] and not memory.flapping and not memory.firing
+    # down again since 40 s (the last change): it settles firing
+    down, _ = feed(FLAPPY, run("failed", at=at(40)), memory=flapping)
+    memory, transitions = advance(FLAPPY, down, [run("failed", at=at(160))])
+    assert [(t.action, t.firing) for t in transitions] == [("settle", True)] and memory.firing
+    # settled: the next change is told again
+    _, actions = feed(FLAPPY, run(at=at(170)), memory=memory)
+    assert actions == ["resolve"]
+
+
+def test_flapping_is_off_with_zero_changes() -> None:
+    rule = RuleSpec(kind="down", threshold=1, window=1, flap_changes=0)
+    _, actions = feed(rule, *[run("failed" if i % 2 == 0 else "success", at=at(i)) for i in range(10)])
+    assert actions == ["fire", "resolve"] * 5

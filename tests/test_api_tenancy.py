@@ -34,6 +34,7 @@ class Owned:
     rule_id: int
     alert_id: int
     window_id: int
+    silence_id: int
 
 
 def _populate(owner: Caller) -> Owned:
@@ -55,8 +56,11 @@ def _populate(owner: Caller) -> Owned:
     window = owner.post("/api/v1/maintenance-windows", json={
         "name": "upgrade", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T02:00:00Z",
         "probe_ids": [probe["id"]], "group_ids": [group["id"]]}).json
+    silence = owner.post("/api/v1/silences", json={
+        "comment": "upgrade", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T02:00:00Z",
+        "probe_ids": [probe["id"]], "group_ids": [group["id"]], "rule_ids": [rule["id"]]}).json
     return Owned(group["id"], probe["id"], user["id"], token["id"], task["task_id"], channel["id"], rule["id"],
-                 alert_id, window["id"])
+                 alert_id, window["id"], silence["id"])
 
 
 # Every operation on a tenant's resource by id: (method, path template, JSON body).
@@ -90,6 +94,10 @@ BY_ID = [
     ("GET", "/api/v1/maintenance-windows/{window_id}", None),
     ("PATCH", "/api/v1/maintenance-windows/{window_id}", {"comment": "mine now"}),
     ("DELETE", "/api/v1/maintenance-windows/{window_id}", None),
+    ("GET", "/api/v1/silences/{silence_id}", None),
+    ("PATCH", "/api/v1/silences/{silence_id}", {"comment": "mine now"}),
+    ("DELETE", "/api/v1/silences/{silence_id}", None),
+    ("POST", "/api/v1/silences/{silence_id}/expire", None),
 ]
 # Operations by id that are not tenant resources: the platform administrator's.
 PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/purge"}
@@ -98,7 +106,7 @@ PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/pur
 def _missing() -> dict[str, object]:
     return {"group_id": MISSING_ID, "probe_id": MISSING_ID, "user_id": MISSING_ID, "token_id": MISSING_ID,
             "task_id": str(uuid.uuid4()), "channel_id": MISSING_ID, "rule_id": MISSING_ID, "alert_id": MISSING_ID,
-            "window_id": MISSING_ID}
+            "window_id": MISSING_ID, "silence_id": MISSING_ID}
 
 
 def _call(caller: Caller, method: str, template: str, ids: dict[str, object], body: object) -> object:
@@ -144,6 +152,8 @@ def test_another_tenants_id_answers_like_a_missing_one_and_changes_nothing(
     assert alert["status"] == "firing" and [e["to_status"] for e in alert["history"]] == ["firing"]
     window = owner.get(f"/api/v1/maintenance-windows/{owned.window_id}").json
     assert window["comment"] == "" and window["probe_ids"] == [owned.probe_id]
+    silence = owner.get(f"/api/v1/silences/{owned.silence_id}").json
+    assert silence["comment"] == "upgrade" and silence["state"] == "pending"
 
 
 def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
@@ -161,13 +171,22 @@ def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
 def test_lists_show_only_the_callers_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
     owner, intruder, owned = two_tenants
     for path in ("/api/v1/probes", "/api/v1/probe-groups", "/api/v1/tokens", "/api/v1/notification-channels",
-                 "/api/v1/alert-rules", "/api/v1/alerts", "/api/v1/maintenance-windows"):
+                 "/api/v1/alert-rules", "/api/v1/alerts", "/api/v1/maintenance-windows", "/api/v1/silences"):
         assert len(owner.get(path).json["items"]) == 1
         assert intruder.get(path).json["items"] == []
     assert owned.user_id not in [u["id"] for u in intruder.get("/api/v1/users").json["items"]]
     status = intruder.get(f"/api/v1/probes/status?ids={owned.probe_id}")
     assert status.status_code == 200 and status.json["items"] == []
     assert owner.get(f"/api/v1/probes/status?ids={owned.probe_id}").json["items"][0]["probe_id"] == owned.probe_id
+
+
+def test_the_alert_report_counts_only_the_callers_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
+    owner, intruder, owned = two_tenants
+    mine = owner.get("/api/v1/reports/alerts").json
+    assert mine["total"]["alerts"] == 1 and [p["probe_id"] for p in mine["probes"]] == [owned.probe_id]
+    theirs = intruder.get("/api/v1/reports/alerts").json
+    assert theirs["total"]["alerts"] == 0 and theirs["total"]["results"] == 0 and theirs["probes"] == []
+    assert_error(intruder.get(f"/api/v1/reports/alerts?probe_id={owned.probe_id}"), 404, "not_found")
 
 
 def test_a_batch_run_with_another_tenants_probe_is_refused_whole(
@@ -185,6 +204,18 @@ def test_a_probe_cannot_join_another_tenants_group(api: Api, two_tenants: tuple[
                                                      "group_id": owned.group_id})
     assert_error(response, 404, "not_found")
     assert intruder.get("/api/v1/probes").json["meta"]["total"] == 0
+
+
+def test_a_probe_cannot_depend_on_another_tenants_probe(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
+    owner, intruder, owned = two_tenants
+    body = {"name": "x", "protocol": "tcp", "target": "127.0.0.1:9", "depends_on": [owned.probe_id]}
+    assert_error(intruder.post("/api/v1/probes", json=body), 404, "not_found")
+    assert intruder.get("/api/v1/probes").json["meta"]["total"] == 0
+    mine = intruder.post("/api/v1/probes", json={**body, "depends_on": []}).json
+    refused = intruder.patch(f"/api/v1/probes/{mine['id']}", json={"depends_on": [owned.probe_id]})
+    assert_error(refused, 404, "not_found")
+    assert intruder.get(f"/api/v1/probes/{mine['id']}").json["depends_on"] == []
+    assert owner.get(f"/api/v1/probes/{owned.probe_id}").json["depends_on"] == []
 
 
 def test_an_api_token_acts_only_in_its_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:

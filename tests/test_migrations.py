@@ -207,3 +207,44 @@ def test_0007_adds_maintenance_windows_and_marks_and_removes_them_again(app_at_0
     assert "in_maintenance" not in _columns("probe_results") and "held" not in _columns("alert_states")
     upgrade()
     assert windows <= set(inspect(db.engine).get_table_names())
+
+
+def test_0008_adds_noise_control_and_keeps_open_alerts_told(app_at_0003: Flask) -> None:
+    noise = {"probe_dependencies", "silences", "alert_groups", "alert_group_items"}
+    probe_id = next(iter(_insert_old_probes().values()))
+    upgrade(revision="0007")
+    tenant_id = db.session.execute(text("SELECT id FROM tenants")).scalar_one()
+    values = {"tenant_id": tenant_id, "probe_id": probe_id}
+    db.session.execute(text(
+        'INSERT INTO alert_rules (tenant_id, name, description, kind, threshold, "window", recovery, '
+        "reminder_seconds, send_resolved, enabled, created_at, updated_at) VALUES (:tenant_id, 'down', '', 'down', "
+        "1, 1, 1, 0, true, true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), values)
+    rule_id = db.session.execute(text("SELECT id FROM alert_rules")).scalar_one()
+    db.session.execute(text(
+        "INSERT INTO alerts (tenant_id, rule_id, probe_id, status, reason, opened_at, since, reminders_sent) "
+        "VALUES (:tenant_id, :rule_id, :probe_id, 'firing', '1 run failed', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0)"),
+        {**values, "rule_id": rule_id})
+    alert_id = db.session.execute(text("SELECT id FROM alerts")).scalar_one()
+    db.session.execute(text(
+        "INSERT INTO alert_states (rule_id, probe_id, tenant_id, last_result_id, recent, good_streak, version, "
+        "alert_id, held, updated_at) VALUES (:rule_id, :probe_id, :tenant_id, 0, 'b', 0, 1, :alert_id, false, "
+        "CURRENT_TIMESTAMP)"), {**values, "rule_id": rule_id, "alert_id": alert_id})
+    db.session.commit()
+    db.session.remove()
+
+    upgrade()
+    assert noise <= set(inspect(db.engine).get_table_names())
+    # The open alert was told when it fired (its resolution will be), and its rule's condition holds.
+    assert db.session.execute(text("SELECT notified FROM alerts")).scalar_one() in (True, 1)
+    assert db.session.execute(text("SELECT firing FROM alert_states")).scalar_one() in (True, 1)
+    group_by, escalation = db.session.execute(text("SELECT group_by, escalation FROM alert_rules")).one()
+    assert group_by == "none"
+    assert (json.loads(escalation) if isinstance(escalation, str) else escalation) == []
+    db.session.remove()
+
+    downgrade(revision="0007")
+    assert not noise & set(inspect(db.engine).get_table_names())
+    assert "firing" not in _columns("alert_states") and "group_by" not in _columns("alert_rules")
+    db.session.remove()
+    upgrade()
+    assert noise <= set(inspect(db.engine).get_table_names())

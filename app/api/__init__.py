@@ -35,10 +35,11 @@ def api_blueprint(name: str, description: str, *, secured: bool = True, prefix: 
 
 
 def register_api(app: OpenAPI) -> None:
-    from app.api import (alert_rules, alerts, auth, health, maintenance_windows, notification_channels, operations,
-                         probe_groups, probes, results, tasks, tenants, tokens, users)
+    from app.api import (alert_reports, alert_rules, alerts, auth, health, maintenance_windows, notification_channels,
+                         operations, probe_groups, probes, results, silences, tasks, tenants, tokens, users)
 
     for module in (health, auth, tenants, users, tokens, probe_groups, probes, results, tasks, operations,
-                   notification_channels, alert_rules, alerts, maintenance_windows):
+                   notification_channels, alert_rules, alerts, maintenance_windows, silences,
+                   alert_reports):
         app.register_api(module.blueprint)
     register_error_handlers(app)

@@ -11,7 +11,7 @@ from app.api import CONFLICT, NOT_FOUND, api_blueprint
 from app.api.schemas import IsoTime, RowId
 from app.api.security import current_principal, role, tenant_id
 from app.models import Alert, Notification
-from app.services import alerts
+from app.services import alerts, silences
 
 blueprint = api_blueprint("alerts", "Alerts opened by rules: firing → acknowledged → resolved, with their history "
                                     "and the notifications each transition sent.")
@@ -67,6 +67,8 @@ class AlertOut(BaseModel):
     flapping: bool = Field(description="The probe keeps changing state: nothing is sent until it settles.")
     escalation_step: int = Field(description="Escalation steps taken so far.")
     next_escalation_at: datetime | None
+    silenced_by: list[int] = Field(description="The active silences covering it now (open alerts only): no "
+                                               "firing, reminder or escalation notice is sent meanwhile.")
 
 
 class AlertDetail(AlertOut):
@@ -104,7 +106,7 @@ class NotificationList(BaseModel):
     items: list[NotificationOut]
 
 
-def _out(alert: Alert, names: alerts.Labels) -> dict[str, Any]:
+def _out(alert: Alert, names: alerts.Labels, silenced: dict[int, list[int]]) -> dict[str, Any]:
     return AlertOut(
         id=alert.id, status=alert.status, reason=alert.reason, rule_id=alert.rule_id,
         rule_name=names.rules.get(alert.rule_id, ""), probe_id=alert.probe_id,
@@ -115,13 +117,19 @@ def _out(alert: Alert, names: alerts.Labels) -> dict[str, Any]:
         reminders_sent=alert.reminders_sent, suppressed_by=alert.suppressed_by,
         suppressed_by_name=names.probes.get(alert.suppressed_by) if alert.suppressed_by else None,
         flapping=alert.flapping, escalation_step=alert.escalation_step, next_escalation_at=alert.next_escalation_at,
+        silenced_by=silenced.get(alert.id, []),
     ).model_dump(mode="json")
+
+
+def _silenced(rows: list[Alert]) -> dict[int, list[int]]:
+    """The silences covering each open alert of the page: one reading for the whole page."""
+    return silences.covering(tenant_id(), [row for row in rows if row.status in silences.OPEN_STATUSES], fresh=True)
 
 
 def _detail(alert: Alert) -> dict[str, Any]:
     history = [AlertEventOut(from_status=event.from_status, to_status=event.to_status, actor=event.actor,
                              note=event.note, at=event.at).model_dump(mode="json") for event in alert.events]
-    return {**_out(alert, alerts.labels([alert])), "history": history}
+    return {**_out(alert, alerts.labels([alert]), _silenced([alert])), "history": history}
 
 
 @blueprint.get("/alerts", summary="List alerts, newest first", responses={200: AlertList})
@@ -130,8 +138,8 @@ def list_alerts(query: AlertQuery) -> Any:
     rows = alerts.list_alerts(tenant_id(), status=query.status, rule_id=query.rule_id, probe_id=query.probe_id,
                               since=query.since, limit=query.limit + 1, before_id=query.cursor)
     page, more = rows[:query.limit], len(rows) > query.limit
-    names = alerts.labels(page)
-    return {"items": [_out(alert, names) for alert in page], "next_cursor": page[-1].id if more else None}
+    names, silenced = alerts.labels(page), _silenced(page)
+    return {"items": [_out(alert, names, silenced) for alert in page], "next_cursor": page[-1].id if more else None}
 
 
 @blueprint.get("/alerts/<int:alert_id>", summary="Get an alert with its history", responses={200: AlertDetail,

@@ -14,7 +14,7 @@ from app.api.schemas import PageMeta, PageQuery, RowId, TaskAccepted
 from app.api.security import role, tenant_id
 from app.models import Probe
 from app.probes import PROTOCOLS
-from app.services import probe_runs, probes, status_cache
+from app.services import probe_dependencies, probe_runs, probes, status_cache
 from app.services.errors import NotFoundError
 
 blueprint = api_blueprint("probes", f"Network probes: {', '.join(PROTOCOLS)} checks.")
@@ -73,6 +73,7 @@ class ProbeOut(BaseModel):
     auto_probe: bool
     conditions: dict[str, Any]
     group_id: int | None
+    depends_on: list[int] = Field(description="The probes it depends on (its parents), in id order.")
     next_run_at: datetime | None = Field(description="Next scheduled run; null when not scheduled.")
     missed_runs: int = Field(description="Scheduled slots skipped because the system was behind.")
     created_at: datetime
@@ -108,11 +109,14 @@ class StatusMap(BaseModel):
     items: list[LatestStatus] = Field(description="Probes that never ran, or are not yours, are left out.")
 
 
-def _out(probe: Probe, latest: dict[str, Any] | None) -> dict[str, Any]:
-    data = {name: getattr(probe, name) for name in ProbeOut.model_fields if name not in ("next_run_at", "latest")}
+def _out(probe: Probe, latest: dict[str, Any] | None, parents: list[int] | None = None) -> dict[str, Any]:
+    """The probe as shown; ``parents`` are read when not given (a list reads them for the page at once)."""
+    data = {name: getattr(probe, name) for name in ProbeOut.model_fields
+            if name not in ("next_run_at", "latest", "depends_on")}
     data["next_run_at"] = (datetime.fromtimestamp(probe.next_run_at / 1000, timezone.utc)
                            if probe.next_run_at is not None else None)
     data["latest"] = latest
+    data["depends_on"] = probe_dependencies.parents_of([probe.id])[probe.id] if parents is None else parents
     data["spec"] = probes.shown_spec(probe)
     data["target"] = probes.shown_target(probe)
     return ProbeOut.model_validate(data).model_dump(mode="json")
@@ -129,7 +133,8 @@ def list_probes(query: ProbeListQuery) -> Any:
     filters = probes.ProbeFilter(group_id=query.group_id, protocol=query.protocol, enabled=query.enabled,
                                  status=query.status)
     found, total = probes.search_probes(tenant_id(), filters, query.page, query.per_page)
-    return {"items": [_out(probe, latest) for probe, latest in found],
+    parents = probe_dependencies.parents_of([probe.id for probe, _ in found])
+    return {"items": [_out(probe, latest, parents[probe.id]) for probe, latest in found],
             "meta": {"page": query.page, "per_page": query.per_page, "total": total}}
 
 

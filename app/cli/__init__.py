@@ -268,7 +268,7 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
 
 @cli.group()
 def probe() -> None:
-    """Network probes: add, list, run, enable, disable, delete."""
+    """Network probes: add, list, run, depend, enable, disable, delete."""
 
 
 @probe.command("add")
@@ -294,11 +294,13 @@ def probe() -> None:
 @click.option("--no-follow-redirects", is_flag=True, help="spec.follow_redirects false.")
 @click.option("--manual-only", is_flag=True, help="Never run on a schedule, only on demand.")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
+@click.option("--depends-on", "depends_on", type=int, multiple=True, metavar="ID",
+              help="A probe of the tenant it depends on (its alerts are suppressed while that one is down), repeatable.")
 @with_appcontext
 def probe_add(tenant_ref: str, spec_json: str | None, method: str | None, headers: tuple[str, ...],
               secret_headers: tuple[str, ...], body: str | None, expect: str | None, conditions: str | None,
               no_verify_tls: bool, no_follow_redirects: bool, manual_only: bool, disabled: bool,
-              **fields: Any) -> None:
+              depends_on: tuple[int, ...], **fields: Any) -> None:
     """Create a probe. The options marked spec.* are shorthands for fields of --spec."""
     from app.services.probes import create_probe
     from app.services.tenants import get_tenant
@@ -319,6 +321,7 @@ def probe_add(tenant_ref: str, spec_json: str | None, method: str | None, header
         "conditions": _json_option(conditions, "--conditions") or {},
         "auto_probe": not manual_only,
         "enabled": not disabled,
+        "depends_on": list(depends_on),
     }
     created = create_probe(owner.id, data)
     when = (time.strftime("%H:%M:%S", time.localtime(created.next_run_at / 1000))
@@ -339,23 +342,26 @@ def _status_cell(entry: dict[str, Any] | None) -> str:
 def probe_list(tenant_ref: str | None) -> None:
     """List probes with their latest status."""
     from app.services import status_cache
+    from app.services.probe_dependencies import parents_of
     from app.services.probes import list_probes, shown_target
     from app.services.tenants import get_tenant
 
     tenant_id = get_tenant(tenant_ref).id if tenant_ref else None
     probes = list_probes(tenant_id)
+    parents = parents_of([p.id for p in probes])
     _ensure_redis()
     latest: dict[int, dict[int, Any]] = {}
     for tid in {p.tenant_id for p in probes}:
         latest[tid] = status_cache.latest(tid, [p.id for p in probes if p.tenant_id == tid])
-    click.echo("ID\tTENANT\tNAME\tPROTOCOL\tTARGET\tINTERVAL\tSTATE\tLATEST")
+    click.echo("ID\tTENANT\tNAME\tPROTOCOL\tTARGET\tINTERVAL\tSTATE\tLATEST\tDEPENDS_ON")
     for item in probes:
         state = "enabled" if item.enabled else "disabled"
         if item.enabled and not item.auto_probe:
             state = "manual"
         click.echo(
             f"{item.id}\t{item.tenant_id}\t{item.name}\t{item.protocol}\t{shown_target(item)}\t"
-            f"{item.interval_seconds}s\t{state}\t{_status_cell(latest[item.tenant_id].get(item.id))}"
+            f"{item.interval_seconds}s\t{state}\t{_status_cell(latest[item.tenant_id].get(item.id))}\t"
+            f"{','.join(map(str, parents[item.id])) or '-'}"
         )
 
 
@@ -416,6 +422,24 @@ def probe_run(probe_id: int, tenant_ref: str | None, via_queue: bool, priority: 
     _print_json(result)
     if result.get("status") != "success":
         sys.exit(3)
+
+
+@probe.command("depend")
+@click.argument("probe_id", type=int)
+@click.option("--on", "parent_ids", type=int, multiple=True, metavar="PARENT_ID",
+              help="A probe it depends on, repeatable; the list replaces its parents.")
+@click.option("--none", "no_parents", is_flag=True, help="Depend on no probe.")
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (checked against the probe).")
+@with_appcontext
+def probe_depend(probe_id: int, parent_ids: tuple[int, ...], no_parents: bool, tenant_ref: str | None) -> None:
+    """Set the probes a probe depends on: while one of them is down, its alerts open suppressed."""
+    from app.services.probe_dependencies import set_parents
+
+    if bool(parent_ids) == no_parents:
+        raise click.UsageError("give --on PARENT_ID (repeatable) or --none")
+    found = _probe_in(tenant_ref, probe_id)
+    parents = set_parents(found.tenant_id, found.id, parent_ids)
+    click.echo(f"probe {found.id} depends on {', '.join(map(str, parents)) or 'no probe'}")
 
 
 def _set_enabled(probe_id: int, tenant_ref: str | None, enabled: bool) -> None:
@@ -640,6 +664,8 @@ def up(concurrency: int | None) -> None:
 
 from app.cli import alerts as _alerts  # noqa: E402,F401  (registers channel, rule and alert)
 from app.cli import maintenance as _maintenance  # noqa: E402,F401  (registers maintenance)
+from app.cli import reports as _reports  # noqa: E402,F401  (registers report)
+from app.cli import silences as _silences  # noqa: E402,F401  (registers silence)
 
 
 def main() -> None:

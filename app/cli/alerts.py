@@ -20,6 +20,7 @@ from app.cli import _ensure_redis, _fail, _json_option, cli
 from app.probes import PROTOCOLS
 
 _KINDS = ", ".join(CHANNEL_KINDS)
+GROUP_BY = ["none", "tenant", "group", "rule"]
 
 
 def _tenant_id(tenant_ref: str | None) -> int | None:
@@ -125,6 +126,23 @@ def channel_test(channel_id: int, tenant_ref: str | None) -> None:
     click.echo(f"test notification {outcome.notification_id} sent through channel {found.id} {found.name!r}")
 
 
+class EscalationStepType(click.ParamType):
+    """``AFTER_SECONDS:CHANNEL_ID[,CHANNEL_ID...]`` as an escalation step; ranges and order are the service's."""
+
+    name = "AFTER_SECONDS:CHANNEL_ID[,CHANNEL_ID...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        after, colon, channels = str(value).partition(":")
+        try:
+            if not colon:
+                raise ValueError
+            return {"after_seconds": int(after), "channel_ids": [int(part) for part in channels.split(",")]}
+        except ValueError:
+            self.fail(f"{value!r}: expected AFTER_SECONDS:CHANNEL_ID[,CHANNEL_ID...], e.g. 300:4,5", param, ctx)
+
+
 # --- rules ------------------------------------------------------------------------------------
 
 @cli.group()
@@ -150,39 +168,72 @@ def rule() -> None:
               help="Seconds between reminders while firing (default 0: none).")
 @click.option("--channel", "channel_ids", type=int, multiple=True, help="Channel id to notify (repeatable).")
 @click.option("--no-resolved", is_flag=True, help="Do not notify when the alert resolves.")
+@click.option("--group-by", type=click.Choice(GROUP_BY), default=None,
+              help="Send alerts that open together as one message per channel: the tenant's, the probe "
+                   "group's or the rule's (default none: one message each).")
+@click.option("--group-wait", "group_wait_seconds", type=click.IntRange(0, 3600), default=None,
+              help="Seconds the first alerts of a group are gathered (default 30).")
+@click.option("--group-interval", "group_interval_seconds", type=click.IntRange(1, 86400), default=None,
+              help="Seconds later alerts of a running group are gathered (default 300).")
+@click.option("--flap-changes", type=click.IntRange(0, 50), default=None,
+              help="More changes than this within --flap-window mark a probe flapping (default 5; 0: never).")
+@click.option("--flap-window", "flap_window_seconds", type=click.IntRange(1, 86400), default=None,
+              help="Seconds (default 600).")
+@click.option("--flap-settle", "flap_settle_seconds", type=click.IntRange(1, 86400), default=None,
+              help="Seconds without a change after which a flapping probe is told again (default 600).")
+@click.option("--escalate", "escalation", type=EscalationStepType(), multiple=True,
+              help="AFTER_SECONDS:CHANNEL_ID[,CHANNEL_ID...]: not acknowledged that long after it fired, "
+                   "notify these channels too, once (repeatable, in increasing AFTER_SECONDS).")
 @with_appcontext
-def rule_add(tenant_ref: str, no_resolved: bool, channel_ids: tuple[int, ...], **fields: Any) -> None:
+def rule_add(tenant_ref: str, no_resolved: bool, channel_ids: tuple[int, ...],
+             escalation: tuple[dict[str, Any], ...], **fields: Any) -> None:
     """Create an alert rule."""
     from app.services.alert_rules import create_rule
 
     data = {name: value for name, value in fields.items() if value is not None}
     data["channel_ids"] = list(channel_ids)
+    data["escalation"] = list(escalation)
     if no_resolved:
         data["send_resolved"] = False
     created = create_rule(_tenant_id(tenant_ref) or 0, data)
     scope = f"probe {created.probe_id}" if created.probe_id else "every probe" + (
         f" of group {created.group_id}" if created.group_id else "") + (
         f" ({created.protocol})" if created.protocol else "")
+    steps = f", escalating in {len(created.escalation)} step(s)" if created.escalation else ""
     click.echo(f"rule {created.id} {created.name!r} created: {created.kind} on {scope}, "
-               f"notifying {len(created.channels)} channel(s)")
+               f"notifying {len(created.channels)} channel(s){steps}")
 
 
 @rule.command("list")
 @click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (default: all).")
 @with_appcontext
 def rule_list(tenant_ref: str | None) -> None:
-    """List alert rules with their condition."""
+    """List alert rules with their condition, grouping (by, wait/interval) and escalation steps."""
     from app.services.alert_rules import list_rules
     from app.services.outbox import condition_text
 
-    click.echo("ID\tTENANT\tNAME\tKIND\tSCOPE\tCONDITION\tCHANNELS\tSTATE")
+    click.echo("ID\tTENANT\tNAME\tKIND\tSCOPE\tCONDITION\tCHANNELS\tSTATE\tGROUPING\tESCALATION")
     for item in list_rules(_tenant_id(tenant_ref)):
         scope = (f"probe {item.probe_id}" if item.probe_id else
                  "all" + (f" group {item.group_id}" if item.group_id else "") + (f" {item.protocol}" if item.protocol
                                                                                   else ""))
         channels = ",".join(str(c.id) for c in item.channels) or "-"
         click.echo(f"{item.id}\t{item.tenant_id}\t{item.name}\t{item.kind}\t{scope}\t{condition_text(item)}\t"
-                   f"{channels}\t{'enabled' if item.enabled else 'disabled'}")
+                   f"{channels}\t{'enabled' if item.enabled else 'disabled'}\t{_grouping(item)}\t{_escalation(item)}")
+
+
+def _grouping(item: Any) -> str:
+    """``none``, or ``<by> <wait>s/<interval>s``."""
+    if item.group_by == "none":
+        return "none"
+    return f"{item.group_by} {item.group_wait_seconds}s/{item.group_interval_seconds}s"
+
+
+def _escalation(item: Any) -> str:
+    """The steps as ``--escalate`` takes them, space-separated (``-``: none)."""
+    steps = item.escalation or []
+    return " ".join(f"{step['after_seconds']}:{','.join(str(c) for c in step['channel_ids'])}"
+                    for step in steps) or "-"
 
 
 # --- alerts -----------------------------------------------------------------------------------
@@ -194,21 +245,30 @@ def alert() -> None:
 
 @alert.command("list")
 @click.option("--tenant", "tenant_ref", default=None, help="Tenant id or name (default: all).")
-@click.option("--status", type=click.Choice(["open", "firing", "acknowledged", "resolved"]), default=None,
-              help="open: firing or acknowledged.")
+@click.option("--status", type=click.Choice(["open", "firing", "acknowledged", "suppressed", "resolved"]),
+              default=None, help="open: firing, acknowledged or suppressed.")
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
 @with_appcontext
 def alert_list(tenant_ref: str | None, status: str | None, limit: int) -> None:
-    """List alerts, newest first."""
+    """List alerts, newest first. FLAGS: flapping, which probe suppresses it, escalation steps taken."""
     from app.services import alerts
 
     rows = alerts.list_alerts(_tenant_id(tenant_ref), status=status, limit=limit)
     names = alerts.labels(rows)
-    click.echo("ID\tTENANT\tSTATUS\tPROBE\tRULE\tSINCE\tREASON")
+    click.echo("ID\tTENANT\tSTATUS\tPROBE\tRULE\tSINCE\tFLAGS\tREASON")
     for item in rows:
         click.echo(f"{item.id}\t{item.tenant_id}\t{item.status}\t{names.probes.get(item.probe_id, item.probe_id)}\t"
                    f"{names.rules.get(item.rule_id, item.rule_id)}\t{item.since.isoformat(timespec='seconds')}\t"
-                   f"{item.reason}")
+                   f"{_flags(item, names)}\t{item.reason}")
+
+
+def _flags(item: Any, names: Any) -> str:
+    flags = ["flapping"] if item.flapping else []
+    if item.status == "suppressed" and item.suppressed_by:
+        flags.append(f"suppressed by {names.probes.get(item.suppressed_by, item.suppressed_by)}")
+    if item.escalation_step:
+        flags.append(f"escalation step {item.escalation_step}")
+    return ", ".join(flags) or "-"
 
 
 def _operator(name: str | None) -> Any:

@@ -288,7 +288,9 @@ class AlertGroup(Base):
     key: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(200), default="")  # for a person: the group's or rule's name
     flush_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_flushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_flushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: the group is not running
+    # The first item of the running group: it stops running once every alert sent since has resolved.
+    run_from_item_id: Mapped[int | None] = mapped_column(BigInteger)
     interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
     version: Mapped[int] = mapped_column(Integer, default=0)
 

@@ -24,8 +24,10 @@ from sqlalchemy import BigInteger, Select, String, bindparam, func, select, text
 from app.alerting.rules import Memory, ResultView, RuleSpec, Transition, advance
 from app.core.config import active_settings
 from app.extensions import db
-from app.models import Alert, AlertEvent, AlertRule, AlertState, Probe, ProbeResult, utcnow
-from app.services import escalation, outbox
+from app.models import Alert, AlertEvent, AlertRule, AlertState, Probe, ProbeDependency, ProbeResult, utcnow
+from app.services import alert_release, escalation
+from app.services.alert_notices import Notices
+from app.services.suppression import down_parents
 from app.models.base import UTCDateTime
 from app.services.bulk import KeyList, dialect_name, insert_new, per_dialect
 
@@ -43,7 +45,9 @@ class EvaluationReport:
     fired: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
     held: list[int] = field(default_factory=list)  # probes whose rule fired in maintenance
+    suppressed: list[int] = field(default_factory=list)  # alerts opened suppressed (a parent is down)
     notifications: list[str] = field(default_factory=list)
+    flush_at: list[datetime] = field(default_factory=list)  # when the alert groups this touched flush
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class _State(NamedTuple):
     version: int
     alert_id: int | None
     held: bool
+    firing: bool
+    flapping: bool
+    changes: list[float] | None
 
 
 class _Decision(NamedTuple):
@@ -84,7 +91,8 @@ _STATE_COLUMNS = [_STATES.c[name] for name in _State._fields]
 
 def rule_spec(rule: AlertRule) -> RuleSpec:
     return RuleSpec(kind=rule.kind, threshold=rule.threshold, window=rule.window, recovery=rule.recovery,  # type: ignore[arg-type]
-                    slow_ms=rule.slow_ms, cert_days=rule.cert_days)
+                    slow_ms=rule.slow_ms, cert_days=rule.cert_days, flap_changes=rule.flap_changes,
+                    flap_window_seconds=rule.flap_window_seconds, flap_settle_seconds=rule.flap_settle_seconds)
 
 
 def covers(rule: AlertRule, probe: ProbeView) -> bool:
@@ -138,12 +146,64 @@ def _evaluate(first_new: dict[int, int], report: EvaluationReport) -> None:
             memory, transitions = advance(rule_spec(rules_by_id[pair[0]]), _memory(states[pair]), unseen)
             decided[pair] = _Decision(states[pair], memory, transitions, unseen)
     written = _compare_and_set_all(list(decided.values()))
-    for pair, decision in decided.items():  # in key order, as the states were locked
-        rule, probe = rules_by_id[pair[0]], probes[pair[1]]
+    applying = _Pass(report, Notices({probe.tenant_id for probe in probes.values()}),
+                     _parents_among(decided, probes))
+    for pair in applying.parents_first(decided):
+        rule, probe, decision = rules_by_id[pair[0]], probes[pair[1]], decided[pair]
         if pair in written:
-            _record(rule, probe, decision, report)
+            _record(rule, probe, decision, applying)
         else:  # another evaluator moved this state meanwhile (SQLite: no row locks): go on from its state
-            _evaluate_pair(rule, probe, results.get(pair[1], []), report)
+            _evaluate_pair(rule, probe, results.get(pair[1], []), applying)
+    applying.finish()
+
+
+def _parents_among(decided: dict[Pair, _Decision], probes: dict[int, ProbeView]) -> dict[int, list[int]]:
+    """The parents of the probes that open an alert in this pass (one query; none when nothing opens)."""
+    opening = {pair[1] for pair, decision in decided.items()
+               if any(t.action in ("fire", "flap") for t in decision.transitions)}
+    if not opening:
+        return {}
+    parents: dict[int, list[int]] = defaultdict(list)
+    for probe_id, parent_id in db.session.execute(
+            select(ProbeDependency.probe_id, ProbeDependency.parent_id)
+            .where(ProbeDependency.probe_id.in_(sorted(opening)))):
+        parents[probe_id].append(parent_id)
+    return parents
+
+
+class _Pass:
+    """What one evaluation applies its transitions with: the report, what may be told, and
+    which probes are down — before this pass, or by an alert it opened."""
+
+    def __init__(self, report: EvaluationReport, notices: Notices, parents: dict[int, list[int]]) -> None:
+        self.report, self.notices, self.parents = report, notices, parents
+        self.down_before = down_parents(parents)
+        self.opened_down: set[int] = set()  # probes that opened a ``down`` alert in this pass
+        self.still_failing: set[int] = set()  # open alerts whose probe's last counted result failed
+
+    def parents_first(self, decided: dict[Pair, _Decision]) -> list[Pair]:
+        """The pairs in key order, but a probe after its parents that are in the pass, so a
+        parent's alert opened here is down by the time its child's is decided."""
+        depth: dict[int, int] = {}
+
+        def depth_of(probe_id: int, seen: frozenset[int] = frozenset()) -> int:
+            if probe_id not in depth:
+                above = [p for p in self.parents.get(probe_id, ()) if p not in seen]
+                depth[probe_id] = 1 + max((depth_of(p, seen | {probe_id}) for p in above), default=-1)
+            return depth[probe_id]
+
+        return sorted(decided, key=lambda pair: (depth_of(pair[1]), pair))
+
+    def down_parent(self, probe_id: int) -> int | None:
+        if probe_id in self.down_before:
+            return self.down_before[probe_id]
+        return next((p for p in sorted(self.parents.get(probe_id, ())) if p in self.opened_down), None)
+
+    def finish(self) -> None:
+        """Suppressed alerts whose parent recovered and whose probe still fails are told now."""
+        alert_release.release_failing(self.still_failing, self.notices)
+        self.report.notifications += self.notices.notifications
+        self.report.flush_at += self.notices.flush_at
 
 
 def _states(pairs: list[Pair], probes: dict[int, ProbeView], first_new: dict[int, int]) -> dict[Pair, _State]:
@@ -209,7 +269,8 @@ def _unseen_results(probe_ids: list[int], after_id: int, since: datetime) -> dic
 def _new_values(decision: _Decision) -> dict[str, Any]:
     memory = decision.memory
     return {"recent": memory.recent, "good_streak": memory.good_streak, "bad_since": memory.bad_since,
-            "held": memory.held, "last_result_id": decision.unseen[-1].id, "updated_at": utcnow()}
+            "held": memory.held, "firing": memory.firing, "flapping": memory.flapping,
+            "changes": list(memory.changes), "last_result_id": decision.unseen[-1].id, "updated_at": utcnow()}
 
 
 def _compare_and_set_all(decisions: list[_Decision]) -> set[Pair]:
@@ -236,7 +297,7 @@ def _iso(value: Any) -> str:
 
 _BATCH_COMPARE_AND_SET = text(
     "UPDATE alert_states AS s SET recent = v.recent, good_streak = v.good_streak, bad_since = v.bad_since, "
-    "held = v.held, last_result_id = v.last_result_id, updated_at = v.updated_at, version = s.version + 1 "
+    "held = v.held, firing = v.firing, flapping = v.flapping, changes = v.changes, last_result_id = v.last_result_id, updated_at = v.updated_at, version = s.version + 1 "
     "FROM json_populate_recordset(NULL::alert_states, CAST(:rows AS json)) AS v "
     "WHERE s.rule_id = v.rule_id AND s.probe_id = v.probe_id AND s.version = v.version "
     "RETURNING s.rule_id, s.probe_id"
@@ -253,7 +314,7 @@ def _compare_and_set(state: _State, decision: _Decision) -> bool:
     return changed.rowcount == 1  # type: ignore[attr-defined]
 
 
-def _evaluate_pair(rule: AlertRule, probe: ProbeView, results: list[ResultView], report: EvaluationReport) -> None:
+def _evaluate_pair(rule: AlertRule, probe: ProbeView, results: list[ResultView], applying: _Pass) -> None:
     """One pair whose batch write lost: re-read its state and try again, a few times."""
     for _ in range(CAS_ATTEMPTS):
         state = _read_states([(rule.id, probe.id)])[(rule.id, probe.id)]
@@ -263,18 +324,20 @@ def _evaluate_pair(rule: AlertRule, probe: ProbeView, results: list[ResultView],
         memory, transitions = advance(rule_spec(rule), _memory(state), unseen)
         decision = _Decision(state, memory, transitions, unseen)
         if _compare_and_set(state, decision):
-            _record(rule, probe, decision, report)
+            _record(rule, probe, decision, applying)
             return
     log.warning("alert rule %s, probe %s: the state kept changing under the evaluator; the next "
                 "evaluation goes on from there", rule.id, probe.id)
 
 
-def _record(rule: AlertRule, probe: ProbeView, decision: _Decision, report: EvaluationReport) -> None:
+def _record(rule: AlertRule, probe: ProbeView, decision: _Decision, applying: _Pass) -> None:
     """The decision was written: apply its transitions and point the state at the open alert."""
-    report.results += len(decision.unseen)
+    applying.report.results += len(decision.unseen)
     alert_id = decision.state.alert_id
     for transition in decision.transitions:
-        alert_id = _apply(rule, probe, alert_id, transition, report)
+        alert_id = _apply(rule, probe, alert_id, transition, applying)
+    if alert_id is not None and decision.memory.firing and decision.memory.good_streak == 0:
+        applying.still_failing.add(alert_id)
     if alert_id != decision.state.alert_id:
         db.session.execute(update(AlertState).where(AlertState.rule_id == rule.id, AlertState.probe_id == probe.id)
                            .values(alert_id=alert_id).execution_options(synchronize_session=False))
@@ -282,47 +345,95 @@ def _record(rule: AlertRule, probe: ProbeView, decision: _Decision, report: Eval
 
 def _memory(state: _State) -> Memory:
     return Memory(recent=state.recent, good_streak=state.good_streak, bad_since=state.bad_since,
-                  firing=state.alert_id is not None or state.held, held=state.held)
+                  firing=state.firing, held=state.held, flapping=state.flapping,
+                  changes=tuple(state.changes or ()))
 
 
 def _apply(rule: AlertRule, probe: ProbeView, alert_id: int | None, transition: Transition,
-           report: EvaluationReport) -> int | None:
+           applying: _Pass) -> int | None:
     """Apply one transition; returns the pair's open alert afterwards."""
-    now = utcnow()
-    if transition.action == "fire":
-        alert = Alert(tenant_id=rule.tenant_id, rule_id=rule.id, probe_id=probe.id, status="firing",
-                      reason=transition.reason, opened_at=now, since=transition.since,
-                      last_result_id=transition.result.id,
-                      next_reminder_at=now + timedelta(seconds=rule.reminder_seconds) if rule.reminder_seconds else None,
-                      next_escalation_at=escalation.due_at(rule, now, 0))
-        db.session.add(alert)
-        db.session.flush()
-        db.session.add(AlertEvent(alert_id=alert.id, tenant_id=rule.tenant_id, from_status=None, to_status="firing",
-                                  actor=SYSTEM, note=transition.reason, at=now))
-        report.fired.append(alert.id)
-        report.notifications += outbox.enqueue(alert, rule, "firing", transition.result, probe)
-        return alert.id
+    report, notices = applying.report, applying.notices
     if transition.action in ("hold", "drop"):  # fired in maintenance: no alert, nothing sent
         if transition.action == "hold":
             report.held.append(probe.id)
         return None
+    alert = _open_alert(alert_id)
+    opened_here = alert is None
+    if transition.action == "fire" or (transition.action == "flap" and alert is None):
+        alert = _new_alert(rule, probe, transition)
+        report.fired.append(alert.id)
+        if rule.kind == "down":
+            applying.opened_down.add(probe.id)
+        if transition.action == "fire":
+            notices.opened(alert, rule, probe, transition.result, applying.down_parent(probe.id))
+            if alert.status == "suppressed":
+                report.suppressed.append(alert.id)
+            return alert.id
+    if alert is None:
+        return None
+    if transition.action == "flap":
+        alert.flapping = True
+        _event(alert, None if opened_here else alert.status, transition.reason)
+        if alert.status != "suppressed":
+            notices.tell_firing(alert, rule, probe, transition.result, _flapping(rule, transition, settled=False),
+                                event="flapping")
+        return alert.id
+    if transition.action == "settle" and transition.firing:
+        alert.flapping = False
+        _event(alert, alert.status, transition.reason)
+        if alert.status != "suppressed":
+            notices.tell_firing(alert, rule, probe, transition.result, _flapping(rule, transition, settled=True))
+        return alert.id
+    return _resolve(rule, probe, alert, transition, applying)
+
+
+def _open_alert(alert_id: int | None) -> Alert | None:
     if alert_id is None:
         return None
     alert = db.session.get(Alert, alert_id, populate_existing=True)
-    if alert is None or alert.status == "resolved":
-        return None
-    previous = alert.status
-    alert.status, alert.resolved_at, alert.next_reminder_at = "resolved", now, None
-    alert.last_result_id = transition.result.id
-    quiet = transition.result.in_maintenance
-    note = f"{transition.reason} (in maintenance: no notice sent)" if quiet else transition.reason
-    db.session.add(AlertEvent(alert_id=alert.id, tenant_id=rule.tenant_id, from_status=previous,
-                              to_status="resolved", actor=SYSTEM, note=note, at=now))
+    return alert if alert is not None and alert.status != "resolved" else None
+
+
+def _new_alert(rule: AlertRule, probe: ProbeView, transition: Transition) -> Alert:
+    now = utcnow()
+    alert = Alert(tenant_id=rule.tenant_id, rule_id=rule.id, probe_id=probe.id, status="firing",
+                  reason=transition.reason, opened_at=now, since=transition.since,
+                  last_result_id=transition.result.id, flapping=transition.action == "flap",
+                  next_reminder_at=now + timedelta(seconds=rule.reminder_seconds) if rule.reminder_seconds else None,
+                  next_escalation_at=escalation.due_at(rule, now, 0))
+    db.session.add(alert)
     db.session.flush()
-    report.resolved.append(alert.id)
-    if rule.send_resolved and not quiet:
-        report.notifications += outbox.enqueue(alert, rule, "resolved", transition.result, probe)
+    return alert
+
+
+def _resolve(rule: AlertRule, probe: ProbeView, alert: Alert, transition: Transition, applying: _Pass) -> None:
+    """Resolve ``alert`` (the condition stopped holding, or the probe settled up) and tell it
+    where its firing was told, unless it resolved in maintenance."""
+    now = utcnow()
+    previous = alert.status
+    alert.status, alert.resolved_at, alert.next_reminder_at, alert.next_escalation_at = "resolved", now, None, None
+    alert.flapping = False
+    alert.last_result_id = transition.result.id
+    settled = transition.action == "settle"
+    extra = _flapping(rule, transition, settled=True) if settled else None
+    if transition.result.in_maintenance:  # resolved in maintenance: nothing is told
+        told, why = False, " (in maintenance: no notice sent)"
+    else:
+        told = applying.notices.tell_resolved(alert, rule, probe, transition.result, extra)
+        why = "" if told or not rule.send_resolved else " (its firing was never told: no notice sent)"
+    _event(alert, previous, transition.reason + why, to="resolved")
+    applying.report.resolved.append(alert.id)
     return None
+
+
+def _flapping(rule: AlertRule, transition: Transition, settled: bool) -> dict[str, Any]:
+    return {"flapping": {"changes": transition.changes, "window_seconds": rule.flap_window_seconds,
+                         "settle_seconds": rule.flap_settle_seconds, "settled": settled}}
+
+
+def _event(alert: Alert, frm: str | None, note: str, to: str | None = None) -> None:
+    db.session.add(AlertEvent(alert_id=alert.id, tenant_id=alert.tenant_id, from_status=frm,
+                              to_status=to or alert.status, actor=SYSTEM, note=note, at=utcnow()))
 
 
 def catch_up(limit: int = 1000) -> EvaluationReport:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import AlertRule, NotificationChannel, Probe, ProbeGroup
 from app.models.base import MAX_ID
 from app.probes import PROTOCOLS
-from app.services import alert_triggers
+from app.services import alert_triggers, escalation
 from app.services.errors import broken_rule, validated
 from app.services.tenant_rows import owned
 from app.services.unique_names import commit_unique
@@ -21,6 +21,7 @@ MAX_WINDOW = 100  # alert_states.recent holds this many verdicts
 MAX_REMINDER_SECONDS = 7 * 86400
 
 Id = Field(ge=1, le=MAX_ID)
+ChannelId = Annotated[int, Field(ge=1, le=MAX_ID)]
 MAX_ESCALATION_STEPS = 5
 DAY = 86400
 
@@ -31,7 +32,7 @@ class EscalationStep(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     after_seconds: int = Field(ge=1, le=7 * DAY, description="Seconds after the alert fired.")
-    channel_ids: list[int] = Field(min_length=1, max_length=20, description="Channels of the tenant to notify.")
+    channel_ids: list[ChannelId] = Field(min_length=1, max_length=20, description="Channels of the tenant to notify.")
 
 
 class RuleInput(BaseModel):
@@ -59,7 +60,7 @@ class RuleInput(BaseModel):
                                   description="Notify again this often while firing and not acknowledged; 0: never.")
     send_resolved: bool = Field(True, description="Notify when the alert resolves.")
     enabled: bool = True
-    channel_ids: list[int] = Field(default_factory=list, max_length=20,
+    channel_ids: list[ChannelId] = Field(default_factory=list, max_length=20,
                                    description="Notification channels of the tenant to notify.")
     group_by: Literal["none", "tenant", "group", "rule"] = Field(
         "none", description="Send alerts that open together as one message per channel: all of the tenant's "
@@ -167,6 +168,8 @@ def update_rule(tenant_id: int, rule_id: int, changes: dict[str, Any]) -> AlertR
         current["window"] = None  # "that many in a row" stays so
     fields = _validated({**current, **changes})
     _apply(rule, tenant_id, fields)
+    if rule.escalation != current["escalation"]:  # open alerts' next step is due by the new steps
+        escalation.reschedule(rule)
     _commit(fields.name)
     return rule
 

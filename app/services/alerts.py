@@ -18,7 +18,8 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import Alert, AlertEvent, AlertRule, AlertState, Notification, Probe, User, utcnow
-from app.services import maintenance, outbox
+from app.services import alert_groups, maintenance, outbox, silences
+from app.services.alert_notices import Notices
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
 
 OPEN = ("firing", "acknowledged", "suppressed")
@@ -117,15 +118,16 @@ def _transition(tenant_id: int, alert_id: int, actor: Actor, note: str, frm: tup
         if to == "resolved":
             # The state first (the evaluator's lock order): it forgets the episode.
             db.session.execute(update(AlertState).where(AlertState.alert_id == alert.id)
-                               .values(alert_id=None, recent="", good_streak=0, bad_since=None,
-                                       version=AlertState.version + 1)
+                               .values(alert_id=None, recent="", good_streak=0, bad_since=None, firing=False,
+                                       held=False, flapping=False, changes=[], version=AlertState.version + 1)
                                .execution_options(synchronize_session=False))
         now = utcnow()
         values: dict[str, object] = {"status": to}
         if to == "acknowledged":
-            values.update(acknowledged_at=now, acknowledged_by=actor.user_id, next_reminder_at=None)
+            values.update(acknowledged_at=now, acknowledged_by=actor.user_id, next_reminder_at=None,
+                          next_escalation_at=None)
         else:
-            values.update(resolved_at=now, next_reminder_at=None)
+            values.update(resolved_at=now, next_reminder_at=None, next_escalation_at=None)
         previous = alert.status
         changed = db.session.execute(update(Alert).where(Alert.id == alert.id, Alert.status.in_(frm))
                                      .values(**values).execution_options(synchronize_session=False))
@@ -134,14 +136,19 @@ def _transition(tenant_id: int, alert_id: int, actor: Actor, note: str, frm: tup
         db.session.refresh(alert)
         db.session.add(AlertEvent(alert_id=alert.id, tenant_id=tenant_id, from_status=previous, to_status=to,
                                   actor=actor.name, user_id=actor.user_id, note=note, at=now))
-        rule = db.session.get(AlertRule, alert.rule_id)
-        assert rule is not None
-        created = outbox.enqueue(alert, rule, to, None, note=note) if to != "resolved" or rule.send_resolved else []
+        rule, probe = db.session.get(AlertRule, alert.rule_id), db.session.get(Probe, alert.probe_id)
+        assert rule is not None and probe is not None
+        notices = Notices({tenant_id})
+        if to == "resolved":
+            notices.tell_resolved(alert, rule, probe, None, note=note)
+        elif alert.notified:  # nobody was told it fired (suppressed, silenced): nor that it is acknowledged
+            notices.notifications += outbox.enqueue(alert, rule, to, None, note=note)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    outbox.deliver_soon(created)
+    outbox.deliver_soon(notices.notifications)
+    alert_groups.schedule(notices.flush_at)
     return alert
 
 
@@ -149,8 +156,9 @@ def send_reminders(now: datetime | None = None, limit: int = REMINDER_BATCH) -> 
     """A reminder for every firing alert whose reminder is due; returns the notification ids.
 
     Each alert's next reminder moves by compare-and-set, so two beats running this at once
-    remind once. An alert whose probe is in a maintenance window now is not reminded of
-    (its next reminder moves on). A disabled rule's alerts are not reminded of (they stay open until
+    remind once. An alert whose probe is in a maintenance window now, that a silence
+    withheld or covers now, is not reminded of (its next reminder moves on); nor is a
+    flapping one. A disabled rule's alerts are not reminded of (they stay open until
     resolved, by hand or by the rule once enabled again).
     """
     now = now or utcnow()
@@ -158,11 +166,14 @@ def send_reminders(now: datetime | None = None, limit: int = REMINDER_BATCH) -> 
     try:
         due = db.session.execute(
             select(Alert, AlertRule).join(AlertRule, AlertRule.id == Alert.rule_id)
-            .where(Alert.status == "firing", Alert.next_reminder_at <= now, AlertRule.enabled.is_(True))
+            .where(Alert.status == "firing", Alert.next_reminder_at <= now, AlertRule.enabled.is_(True),
+                   Alert.flapping.is_(False))
             .order_by(Alert.next_reminder_at).limit(limit)).tuples().all()
         for alert, rule in due:
             following = now + timedelta(seconds=rule.reminder_seconds) if rule.reminder_seconds else None
-            quiet = maintenance.covers_now(alert.tenant_id, alert.probe_id)  # moved on, not sent
+            # Moved on, not sent: the probe is in maintenance, or a silence withheld or covers the alert.
+            quiet = (alert.silenced or maintenance.covers_now(alert.tenant_id, alert.probe_id)
+                     or bool(silences.covering(alert.tenant_id, [alert]).get(alert.id)))
             moved = db.session.execute(
                 update(Alert).where(Alert.id == alert.id, Alert.status == "firing",
                                     Alert.next_reminder_at == alert.next_reminder_at)

@@ -20,7 +20,7 @@ from app.alerting.channels import CHANNELS, EVENTS, MASK, ChannelConfigError, bu
 from app.alerting.templates import TemplateError, validate_template
 from app.core.config import active_settings
 from app.extensions import db
-from app.models import Notification, NotificationChannel, utcnow
+from app.models import AlertRule, Notification, NotificationChannel, utcnow
 from app.services import notification_delivery, outbox
 from app.services.masking import restore_masked
 from app.services.errors import InvalidInputError, NotFoundError, describe_validation_error
@@ -143,8 +143,15 @@ def update_channel(tenant_id: int, channel_id: int, changes: dict[str, Any]) -> 
 
 
 def delete_channel(tenant_id: int, channel_id: int) -> None:
-    """Delete a channel; rules stop notifying it, its notifications go with it."""
+    """Delete a channel; rules stop notifying it (escalation steps included: a step left with
+    no channel is dropped), its notifications go with it."""
     db.session.delete(get_channel(tenant_id, channel_id))
+    for rule in db.session.scalars(select(AlertRule).where(AlertRule.tenant_id == tenant_id)):
+        steps = [{**step, "channel_ids": [cid for cid in step["channel_ids"] if cid != channel_id]}
+                 for step in rule.escalation or []]
+        kept = [step for step in steps if step["channel_ids"]]
+        if kept != (rule.escalation or []):
+            rule.escalation = kept
     db.session.commit()
 
 

@@ -189,7 +189,7 @@ def _summarize(channel: NotificationChannel, items: list[Claimed]) -> tuple[Clai
         return items[0], 1
     rows = db.session.scalars(select(Notification).where(Notification.id.in_(carried))
                               .order_by(Notification.created_at)).all()
-    entries = [_summary_entry(row.event, row.context) for row in rows]
+    entries = [summary_entry(row.event, row.context) for row in rows]
     counts = {state: sum(1 for entry in entries if entry["state"] == state)
               for state in ("firing", "acknowledged", "resolved")}
     first = rows[0].context if rows else {}
@@ -207,7 +207,7 @@ def _summarize(channel: NotificationChannel, items: list[Claimed]) -> tuple[Clai
     return Claimed(summary_id, channel.id, token, 1), len(rows)
 
 
-def _summary_entry(event: str, context: dict[str, Any]) -> dict[str, Any]:
+def summary_entry(event: str, context: dict[str, Any]) -> dict[str, Any]:
     """One summarized notification as the summary template lists it."""
     alert = context.get("alert") or {}
     state = "resolved" if event == "resolved" else alert.get("state") or event

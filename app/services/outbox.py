@@ -23,7 +23,6 @@ from app.services import task_queue
 
 log = logging.getLogger(__name__)
 
-ALERT_EVENTS = ("firing", "reminder", "acknowledged", "resolved")
 
 
 class ProbeLike(Protocol):
@@ -97,14 +96,15 @@ def context_for(alert: Alert, rule: AlertRule, probe: ProbeLike, result: ResultV
 
 
 def enqueue(alert: Alert, rule: AlertRule, event: str, result: ResultView | None,
-            probe: ProbeLike | None = None, note: str = "") -> list[str]:
-    """One pending notification per enabled channel of ``rule``; returns their ids."""
+            probe: ProbeLike | None = None, note: str = "", extra: dict[str, Any] | None = None) -> list[str]:
+    """One pending notification per enabled channel of ``rule``; returns their ids. ``extra``
+    adds to the context (``flapping``, ``escalation``)."""
     channels = [channel for channel in rule.channels if channel.enabled]
     if not channels:
         return []
     probe = probe or db.session.get(Probe, alert.probe_id)
     assert probe is not None
-    context = context_for(alert, rule, probe, result, note)
+    context = {**context_for(alert, rule, probe, result, note), **(extra or {})}
     return [add(channel, event, context, alert_id=alert.id) for channel in channels]
 
 

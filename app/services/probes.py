@@ -31,7 +31,7 @@ from app.probes import PROTOCOLS, SPEC_MODELS, SpecOptionsUnion, spec_model, sto
 from app.probes.conditions import Conditions
 from app.probes.base import with_secrets
 from app.probes.urls import mask_credentials
-from app.services import scheduling, status_cache
+from app.services import probe_dependencies, scheduling, status_cache
 from app.services.masking import restore_masked
 from app.services.errors import ConflictError, NotFoundError, broken_rule, validated
 
@@ -67,6 +67,10 @@ class ProbeInput(BaseModel):
     conditions: Conditions = Field(default_factory=Conditions,
                                    description="What makes a run a success, beyond reaching the target.")
     group_id: int | None = Field(None, ge=1, le=MAX_ID)
+    depends_on: list[probe_dependencies.ParentId] = Field(
+        default_factory=list, max_length=probe_dependencies.MAX_PARENTS,
+        description="Probes of the tenant this one depends on: while one of them is down, this probe's alerts "
+                    "open suppressed. No cycles. A change replaces the list.")
 
     @model_validator(mode="before")
     @classmethod
@@ -117,6 +121,10 @@ def _rule_broken(field: str, message: str) -> PydanticCustomError:
     return broken_rule("probe_rule", field, message)
 
 
+# Fields of ``ProbeInput`` that are not columns of ``probes``: the parents are rows of ``probe_dependencies``.
+_NOT_COLUMNS = {"depends_on"}
+
+
 def _validated(data: dict[str, Any]) -> ProbeInput:
     return validated(ProbeInput, data)
 
@@ -142,18 +150,21 @@ def _unique_name(name: str) -> Iterator[None]:
 def create_probe(tenant_id: int, data: dict[str, Any]) -> Probe:
     fields = _validated(data)
     _check_group(tenant_id, fields.group_id)
+    parents = probe_dependencies.check_parents(tenant_id, None, fields.depends_on)
     probe = Probe(tenant_id=tenant_id, **_sealed(fields))
     with _unique_name(fields.name):
         db.session.add(probe)
         db.session.flush()  # the id spreads the first slot
         scheduling.reschedule(probe)
+        if parents:
+            probe_dependencies.replace_parents(tenant_id, probe.id, parents)
         db.session.commit()
     return probe
 
 
 def _sealed(fields: ProbeInput) -> dict[str, Any]:
     """The columns of a validated probe, its credentials moved from ``spec`` to ``secrets``."""
-    values = fields.model_dump()
+    values = fields.model_dump(exclude=_NOT_COLUMNS)
     timeout = cast(float, fields.timeout_seconds)  # never None once validated (``ProbeInput._consistent``)
     spec = stored_spec(fields.protocol, fields.target, timeout, values["spec"])
     values["spec"], values["secrets"] = spec.sealed()
@@ -191,6 +202,7 @@ def update_probe(tenant_id: int, probe_id: int, changes: dict[str, Any]) -> Prob
     shown (``MASK``) keeps its stored value, and so does a target sent back as shown (its URL
     password masked). The credentials are decrypted only when the
     change edits the spec; other changes (enable, rename, interval) leave them as stored.
+    ``depends_on``, when given, replaces the probe's parents (``probe_dependencies``).
     """
     probe = get_probe(tenant_id, probe_id)
     protocol_changes = changes.get("protocol", probe.protocol) != probe.protocol
@@ -198,22 +210,27 @@ def update_probe(tenant_id: int, probe_id: int, changes: dict[str, Any]) -> Prob
     # Masks sent back are restored from the stored credentials; a new protocol starts afresh.
     merges = touches_spec and not protocol_changes
     stored = with_secrets(probe.spec, probe.secrets) if merges else dict(probe.spec or {})
-    current = {name: getattr(probe, name) for name in ProbeInput.model_fields}
+    current = {name: getattr(probe, name) for name in ProbeInput.model_fields if name not in _NOT_COLUMNS}
     if changes.get("target") == shown_target(probe):  # sent back as shown: the stored credentials stay
         changes = {**changes, "target": probe.target}
     fields = _validated({**current, **changes, "spec": _merged_spec(stored, protocol_changes, changes)})
     _check_group(tenant_id, fields.group_id)
+    # Omitted, the parents stay; given, the list replaces them.
+    parents = (probe_dependencies.check_parents(tenant_id, probe.id, fields.depends_on)
+               if "depends_on" in changes else None)
     timing_changed = any(
         getattr(probe, name) != getattr(fields, name) for name in ("interval_seconds", "enabled", "auto_probe")
     )
     # Untouched, the stored spec is still sealed (masks in place of credentials): it is
     # written back as validated and ``secrets`` keeps its value.
-    values = _sealed(fields) if touches_spec else fields.model_dump()
+    values = _sealed(fields) if touches_spec else fields.model_dump(exclude=_NOT_COLUMNS)
     with _unique_name(fields.name):
         for name, value in values.items():
             setattr(probe, name, value)
         if timing_changed:
             scheduling.reschedule(probe)
+        if parents is not None:
+            probe_dependencies.replace_parents(tenant_id, probe.id, parents)
         db.session.commit()
     return probe
 

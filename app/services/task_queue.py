@@ -17,6 +17,7 @@ EXECUTE_PROBE = "app.tasks.network_probe_tasks.execute_probe"
 EXECUTE_BATCH = "app.tasks.network_probe_tasks.execute_batch_probes"
 EVALUATE_RESULTS = "app.tasks.alert_tasks.evaluate_results"
 DELIVER_NOTIFICATIONS = "app.tasks.alert_tasks.deliver_notifications"
+FLUSH_ALERT_GROUPS = "app.tasks.alert_tasks.flush_alert_groups"
 # Sending what was decided goes before deciding more: deliveries and housekeeping (retries,
 # reminders, sends whose worker died) overtake the evaluations queued on ``alerts``.
 ALERT_DELIVERY_PRIORITY = 9
@@ -30,6 +31,7 @@ class Message:
     expires: datetime | None = None
     ignore_result: bool = False
     retry: bool = True  # False: fail at once if the broker is unreachable instead of retrying the publish
+    eta: datetime | None = None  # run no earlier than this
 
 
 def publish(message: Message) -> str:
@@ -43,7 +45,7 @@ def publish_all(messages: list[Message]) -> list[str]:
     with celery.producer_or_acquire() as producer:
         for message in messages:
             result = celery.send_task(message.task, kwargs=message.kwargs, priority=message.priority,
-                                      expires=message.expires, ignore_result=message.ignore_result,
+                                      expires=message.expires, eta=message.eta, ignore_result=message.ignore_result,
                                       retry=message.retry, producer=producer)
             ids.append(result.id)
     return ids

@@ -70,6 +70,7 @@ def upgrade():
     sa.Column('label', sa.String(length=200), nullable=False),
     sa.Column('flush_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_flushed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('run_from_item_id', sa.BigInteger(), nullable=True),
     sa.Column('interval_seconds', sa.Integer(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['channel_id'], ['notification_channels.id'], name=op.f('fk_alert_groups_channel_id_notification_channels'), ondelete='CASCADE'),
