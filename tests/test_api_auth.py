@@ -185,6 +185,13 @@ class TestTokens:
         assert operator.delete(f"/api/v1/tokens/{created.json['id']}").status_code == 204
         assert_error(script.get("/api/v1/probes"), 401)
 
+    def test_a_token_lifetime_must_be_a_number_of_days(self, api: Api) -> None:
+        operator = api.as_role(make_tenant().id, "operator")
+        for days in (True, "30", 0, 3651):
+            assert_error(operator.post("/api/v1/tokens", json={"name": "ci", "expires_in_days": days}), 422)
+        assert operator.get("/api/v1/tokens").json["items"] == []
+        assert operator.post("/api/v1/tokens", json={"name": "ci", "expires_in_days": 30}).status_code == 201
+
     def test_a_token_cannot_outrank_its_creator_or_mint_tokens(self, api: Api) -> None:
         operator = api.as_role(make_tenant().id, "operator")
         assert_error(operator.post("/api/v1/tokens", json={"name": "x", "role": "admin"}), 403)

@@ -25,7 +25,7 @@ class TokenCreate(BaseModel):
 
     name: Name
     role: Literal[ROLES] | None = Field(None, description="Default: the caller's role.")  # type: ignore[valid-type]
-    expires_in_days: int | None = Field(None, ge=1, le=3650, description="Default: never expires.")
+    expires_in_days: int | None = Field(None, ge=1, le=3650, strict=True, description="Default: never expires.")
 
 
 class TokenOut(Out):
