@@ -590,6 +590,24 @@ def checks_table(args: argparse.Namespace, checks: Checks) -> str:
 
 # --- main ------------------------------------------------------------------------------------
 
+def start_deployment(children: Children, tenant_id: int, log_level: str, tmp: Path) -> tuple[list[str], float]:
+    """Start the recommended deployment (the workers of ``WORKER_ARGS``, then beat, with the
+    tenant's first slot ``BEAT_START_SECONDS`` after it); returns the commands as a person
+    would type them and the first slot's time."""
+    commands = []
+    for name, options in WORKER_ARGS.items():
+        command = ["worker", *options, f"--loglevel={log_level}"]
+        children.start(f"worker-{name}", "worker", *command)
+        commands.append(" ".join(["celery -A celery_worker.celery", *command]))
+    wait_for_workers(children, len(WORKER_ARGS))
+    first_slot = time.time() + BEAT_START_SECONDS
+    anchor_schedule(tenant_id, first_slot)
+    beat = ["beat", f"--loglevel={log_level}", "-s", str(tmp / "beat-schedule")]
+    children.start("beat", "beat", *beat)
+    commands.append(" ".join(["celery -A celery_worker.celery", *beat[:-1], "<schedule file>"]))
+    return commands, first_slot
+
+
 def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int:
     children, _ = start_bench_app(args, tmp, stack)
     ports = start_fleet_targets(children)
@@ -601,17 +619,7 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int
     setup = create_setup(args, ports["http"], receiver.url, signing_key)
     print(f"created {args.probes} probes in {time.monotonic() - began:.1f} s", file=sys.stderr)
 
-    commands = []
-    for name, options in WORKER_ARGS.items():
-        command = ["worker", *options, f"--loglevel={args.log_level}"]
-        children.start(f"worker-{name}", "worker", *command)
-        commands.append(" ".join(["celery -A celery_worker.celery", *command]))
-    wait_for_workers(children, len(WORKER_ARGS))
-    first_slot = time.time() + BEAT_START_SECONDS
-    anchor_schedule(setup.tenant_id, first_slot)
-    beat = ["beat", f"--loglevel={args.log_level}", "-s", str(tmp / "beat-schedule")]
-    children.start("beat", "beat", *beat)
-    commands.append(" ".join(["celery -A celery_worker.celery", *beat[:-1], "<schedule file>"]))
+    commands, first_slot = start_deployment(children, setup.tenant_id, args.log_level, tmp)
     wait_until_evaluated(setup, args.probes, first_slot + args.interval + 2, children)
 
     phases = []

@@ -61,11 +61,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from alert_latency import (BEAT_START_SECONDS, POLL_SECONDS, WORKER_ARGS, _crossings, _epoch, _message_of, _read,
+from alert_latency import (POLL_SECONDS, _crossings, _epoch, _message_of, _read, start_deployment,
                            switch, wait_until_evaluated)  # bench/ is on sys.path when run as a script
 from bench_env import BenchError
-from probe_throughput import (Children, _database_label, anchor_schedule, log_errors, percentile, start_bench_app,
-                              start_fleet_targets, wait_for_workers)
+from probe_throughput import (Children, _database_label, log_errors, percentile, start_bench_app,
+                              start_fleet_targets)
 from webhook_receiver import Arrival, WebhookReceiver
 
 CHANNELS = ("A", "B")
@@ -722,17 +722,7 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int
     check_dependencies(setup)
     print(f"created {args.probes + 1} probes in {time.monotonic() - began:.1f} s", file=sys.stderr)
 
-    commands = []
-    for name, options in WORKER_ARGS.items():
-        command = ["worker", *options, f"--loglevel={args.log_level}"]
-        children.start(f"worker-{name}", "worker", *command)
-        commands.append(" ".join(["celery -A celery_worker.celery", *command]))
-    wait_for_workers(children, len(WORKER_ARGS))
-    first_slot = time.time() + BEAT_START_SECONDS
-    anchor_schedule(setup.tenant_id, first_slot)
-    beat = ["beat", f"--loglevel={args.log_level}", "-s", str(tmp / "beat-schedule")]
-    children.start("beat", "beat", *beat)
-    commands.append(" ".join(["celery -A celery_worker.celery", *beat[:-1], "<schedule file>"]))
+    commands, first_slot = start_deployment(children, setup.tenant_id, args.log_level, tmp)
     wait_until_evaluated(setup, args.probes + 1, first_slot + args.interval + 2, children)  # type: ignore[arg-type]
 
     rounds = [run_round(args, setup, receivers, children, number) for number in range(1, args.rounds + 1)]

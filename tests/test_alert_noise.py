@@ -18,8 +18,8 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import Alert, AlertEvent, ProbeDependency, utcnow
-from app.services import alert_rules, notification_channels, silences
+from app.models import Alert, AlertEvent, utcnow
+from app.services import alert_rules, notification_channels, probe_dependencies, silences
 from app.services.result_store import MeasuredRun, store
 from tests.conftest import make_probe, make_tenant, wait_for
 from tests.receivers import WebhookReceiver
@@ -93,8 +93,7 @@ def family(app: Flask, receiver: WebhookReceiver) -> tuple[Any, Any, Any]:
     tenant = make_tenant()
     web = make_probe(tenant.id, "http://127.0.0.1:9/web", name="web")
     router = make_probe(tenant.id, "http://127.0.0.1:9/router", name="router")
-    db.session.add(ProbeDependency(probe_id=web.id, parent_id=router.id, tenant_id=tenant.id))
-    db.session.commit()
+    probe_dependencies.set_parents(tenant.id, web.id, [router.id])
     channel = channel_for(tenant.id, receiver, "ops")
     rule = alert_rules.create_rule(tenant.id, {"name": "down", "kind": "down", "threshold": 1,
                                                "channel_ids": [channel.id],
@@ -203,18 +202,24 @@ def test_two_hundred_probes_down_at_once_are_one_message_per_channel_and_one_for
     assert len(receiver.requests) == 3 and len(second_receiver.requests) == 3
 
 
-def test_children_that_cross_their_threshold_before_their_parent_are_left_out_of_the_group_message(
-        app: Flask, worker: object, receiver: WebhookReceiver, quick_delivery: None) -> None:
+def switch_with_hosts(receiver: WebhookReceiver, group_wait: int) -> tuple[Any, list[Any], Any]:
+    """A switch and five hosts behind it (``depends_on``), one tenant-wide down rule grouping
+    its alerts with this wait and interval."""
     tenant = make_tenant()
     switch = make_probe(tenant.id, "http://127.0.0.1:9/switch", name="switch")
-    hosts = [make_probe(tenant.id, f"http://127.0.0.1:9/host-{n}", name=f"host-{n}") for n in range(5)]
-    for host in hosts:
-        db.session.add(ProbeDependency(probe_id=host.id, parent_id=switch.id, tenant_id=tenant.id))
-    db.session.commit()
+    hosts = [make_probe(tenant.id, f"http://127.0.0.1:9/host-{n}", name=f"host-{n}", depends_on=[switch.id])
+             for n in range(5)]
     channel = channel_for(tenant.id, receiver, "ops")
     rule = alert_rules.create_rule(tenant.id, {"name": "down", "kind": "down", "threshold": 1,
                                                "channel_ids": [channel.id], "group_by": "tenant",
-                                               "group_wait_seconds": 3, "group_interval_seconds": 3})
+                                               "group_wait_seconds": group_wait,
+                                               "group_interval_seconds": group_wait})
+    return switch, hosts, rule
+
+
+def test_children_that_cross_their_threshold_before_their_parent_are_left_out_of_the_group_message(
+        app: Flask, worker: object, receiver: WebhookReceiver, quick_delivery: None) -> None:
+    switch, hosts, rule = switch_with_hosts(receiver, group_wait=3)
     settled(rule, *zip(hosts, store_many(hosts, "failed")))  # the children first: nothing is known of the switch
     assert {alert_of(host).status for host in hosts} == {"firing"}
     stored(switch, "failed")
@@ -232,16 +237,7 @@ def test_children_that_cross_their_threshold_before_their_parent_are_left_out_of
 
 def test_children_back_with_their_parent_send_nothing_when_it_recovers(
         app: Flask, worker: object, receiver: WebhookReceiver, quick_delivery: None) -> None:
-    tenant = make_tenant()
-    switch = make_probe(tenant.id, "http://127.0.0.1:9/switch", name="switch")
-    hosts = [make_probe(tenant.id, f"http://127.0.0.1:9/host-{n}", name=f"host-{n}") for n in range(5)]
-    for host in hosts:
-        db.session.add(ProbeDependency(probe_id=host.id, parent_id=switch.id, tenant_id=tenant.id))
-    db.session.commit()
-    channel = channel_for(tenant.id, receiver, "ops")
-    rule = alert_rules.create_rule(tenant.id, {"name": "down", "kind": "down", "threshold": 1,
-                                               "channel_ids": [channel.id], "group_by": "tenant",
-                                               "group_wait_seconds": 2, "group_interval_seconds": 2})
+    switch, hosts, rule = switch_with_hosts(receiver, group_wait=2)
     stored(switch, "failed")
     settled(rule, *zip(hosts, store_many(hosts, "failed")))
     assert receiver.wait_for(1, timeout=30)[0].json["data"]["counts"]["firing"] == 1
@@ -374,10 +370,8 @@ def test_an_alert_one_channel_was_told_is_told_on_every_channel_even_once_its_pa
     from app.services import alert_evaluation, alert_groups
 
     tenant = make_tenant()
-    host = make_probe(tenant.id, "http://127.0.0.1:9/host", name="host")
     switch = make_probe(tenant.id, "http://127.0.0.1:9/switch", name="switch")
-    db.session.add(ProbeDependency(probe_id=host.id, parent_id=switch.id, tenant_id=tenant.id))
-    db.session.commit()
+    host = make_probe(tenant.id, "http://127.0.0.1:9/host", name="host", depends_on=[switch.id])
     first, second = (channel_for(tenant.id, hook, name).id for hook, name in ((receiver, "a"), (second_receiver, "b")))
     alert_rules.create_rule(tenant.id, {"name": "down", "kind": "down", "threshold": 1,
                                         "channel_ids": [first, second], "group_by": "tenant",

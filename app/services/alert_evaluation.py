@@ -24,8 +24,9 @@ from sqlalchemy import BigInteger, Select, String, bindparam, func, select, text
 from app.alerting.rules import Memory, ResultView, RuleSpec, Transition, advance
 from app.core.config import active_settings
 from app.extensions import db
-from app.models import Alert, AlertEvent, AlertRule, AlertState, Probe, ProbeDependency, ProbeResult, utcnow
+from app.models import Alert, AlertRule, AlertState, Probe, ProbeDependency, ProbeResult, utcnow
 from app.services import alert_release, escalation
+from app.services.alert_history import system_event
 from app.services.alert_notices import Notices
 from app.services.suppression import down_parents
 from app.models.base import UTCDateTime
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 # A pair whose compare-and-set keeps losing is left to the next evaluation after this many tries.
 CAS_ATTEMPTS = 5
-SYSTEM = "system"
 
 
 @dataclass
@@ -432,8 +432,7 @@ def _flapping(rule: AlertRule, transition: Transition, settled: bool) -> dict[st
 
 
 def _event(alert: Alert, frm: str | None, note: str, to: str | None = None) -> None:
-    db.session.add(AlertEvent(alert_id=alert.id, tenant_id=alert.tenant_id, from_status=frm,
-                              to_status=to or alert.status, actor=SYSTEM, note=note, at=utcnow()))
+    system_event(alert, frm, to or alert.status, note)
 
 
 def catch_up(limit: int = 1000) -> EvaluationReport:

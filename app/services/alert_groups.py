@@ -28,9 +28,10 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import (Alert, AlertEvent, AlertGroup, AlertGroupItem, AlertRule, NotificationChannel, Probe,
+from app.models import (Alert, AlertGroup, AlertGroupItem, AlertRule, NotificationChannel, Probe,
                         ProbeGroup, Tenant, utcnow)
 from app.services import outbox, silences, task_queue
+from app.services.alert_history import system_event
 from app.services.bulk import dialect_name, insert_new
 from app.services.suppression import down_parents
 
@@ -255,9 +256,7 @@ def _held_back(alert: _AlertNow, how: str, parent_id: int | None) -> bool:
                                                          Alert.silenced.is_(False))
                                      .values(**values).execution_options(synchronize_session=False))
         if changed.rowcount == 1:  # type: ignore[attr-defined]
-            db.session.add(AlertEvent(alert_id=alert.id, tenant_id=alert.tenant_id, from_status="firing",
-                                      to_status=values.get("status", "firing"), actor="system", note=note,
-                                      at=utcnow()))
+            system_event(alert, "firing", values.get("status", "firing"), note)
             db.session.commit()
             return True
         now = db.session.execute(select(Alert.status, Alert.silenced).where(Alert.id == alert.id)).first()

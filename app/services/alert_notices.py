@@ -25,10 +25,10 @@ from sqlalchemy import select
 
 from app.alerting.rules import ResultView
 from app.extensions import db
-from app.models import Alert, AlertEvent, AlertRule, Probe, utcnow
+from app.models import Alert, AlertRule, Probe
 from app.services import alert_groups, outbox, silences
+from app.services.alert_history import system_event as _event
 
-SYSTEM = "system"
 GROUPED_EVENTS = ("firing", "resolved")
 
 
@@ -104,7 +104,3 @@ def probe_name(probe_id: int) -> str:
     name = db.session.scalar(select(Probe.name).where(Probe.id == probe_id))
     return f'"{name}"' if name is not None else f"probe {probe_id}"
 
-
-def _event(alert: Alert, frm: str | None, to: str, note: str) -> None:
-    db.session.add(AlertEvent(alert_id=alert.id, tenant_id=alert.tenant_id, from_status=frm, to_status=to,
-                              actor=SYSTEM, note=note, at=utcnow()))

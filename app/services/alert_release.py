@@ -23,8 +23,9 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Select, func, select, update
 
 from app.extensions import db
-from app.models import Alert, AlertEvent, AlertRule, AlertState, Probe, ProbeResult, utcnow
+from app.models import Alert, AlertRule, AlertState, Probe, ProbeResult, utcnow
 from app.services import escalation, outbox
+from app.services.alert_history import system_event
 from app.services.alert_notices import Notices, probe_name
 from app.services.suppression import down_parents
 
@@ -79,8 +80,7 @@ def _release(alert: Alert, notices: Notices) -> bool:
         return False
     db.session.refresh(alert)
     parent = f"its parent {probe_name(former)} recovered" if former is not None else "no parent is down any more"
-    db.session.add(AlertEvent(alert_id=alert.id, tenant_id=alert.tenant_id, from_status="suppressed",
-                              to_status="firing", actor="system", note=f"{parent}; still down", at=utcnow()))
+    system_event(alert, "suppressed", "firing", f"{parent}; still down")
     rule, probe = db.session.get(AlertRule, alert.rule_id), db.session.get(Probe, alert.probe_id)
     assert rule is not None and probe is not None
     _told_now(alert, rule)
@@ -145,9 +145,7 @@ def _unsilence_one(alert_id: int, notices: Notices) -> None:
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         return
     db.session.refresh(alert)
-    db.session.add(AlertEvent(alert_id=alert.id, tenant_id=alert.tenant_id, from_status="firing",
-                              to_status="firing", actor="system", note="no silence matches it any more; still firing",
-                              at=utcnow()))
+    system_event(alert, "firing", "firing", "no silence matches it any more; still firing")
     _told_now(alert, rule)
     notices.tell_firing(alert, rule, probe, None)
 

@@ -17,13 +17,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import Alert, AlertEvent, AlertRule, NotificationChannel, Probe, utcnow
+from app.models import Alert, AlertRule, NotificationChannel, Probe, utcnow
 from app.services import maintenance, outbox, silences
+from app.services.alert_history import system_event
 
 log = logging.getLogger(__name__)
 
 ESCALATION_BATCH = 500
-SYSTEM = "system"
 
 
 def due_at(rule: AlertRule, opened_at: datetime, step: int) -> datetime | None:
@@ -137,8 +137,7 @@ def _channels(tenant_id: int, channel_ids: list[Any]) -> list[NotificationChanne
 
 
 def _event(alert: Alert, note: str) -> None:
-    db.session.add(AlertEvent(alert_id=alert.id, tenant_id=alert.tenant_id, from_status=alert.status,
-                              to_status=alert.status, actor=SYSTEM, note=note, at=utcnow()))
+    system_event(alert, alert.status, alert.status, note)
 
 
 def reschedule(rule: AlertRule) -> None:
