@@ -414,3 +414,24 @@ def test_a_silence_stops_the_reminders_of_an_alert_told_before_it(
     reminder_due_now()
     assert housekeeping()["reminders"] == 1
     assert [r.json["event"] for r in receiver.wait_for(2, timeout=30)] == ["firing", "reminder"]
+
+
+def test_a_due_group_whose_flush_message_never_came_is_flushed_by_housekeeping(
+        app: Flask, receiver: WebhookReceiver, quick_delivery: None) -> None:
+    """No worker: the evaluation runs here, not as the task that schedules the flush (as if
+    that message was lost), and beat's housekeeping pass runs in this process."""
+    from app.services import alert_evaluation
+    from app.tasks.alert_tasks import alert_housekeeping
+
+    tenant = make_tenant()
+    probe = make_probe(tenant.id, "http://127.0.0.1:9/api", name="api")
+    channel = channel_for(tenant.id, receiver, "ops")
+    alert_rules.create_rule(tenant.id, {"name": "down", "kind": "down", "threshold": 1, "channel_ids": [channel.id],
+                                        "group_by": "rule", "group_wait_seconds": 0})
+    report = alert_evaluation.evaluate([(probe.id, stored(probe, "failed"))])
+    assert report.flush_at and report.notifications == []
+    time.sleep(0.5)
+    assert receiver.requests == []  # nobody asked for the flush
+    assert alert_housekeeping.apply().get()["groups"] == 1
+    (message,) = receiver.wait_for(1, timeout=30)
+    assert message.json["event"] == "group" and message.json["data"]["alerts"][0]["probe"]["name"] == "api"
