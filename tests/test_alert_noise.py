@@ -435,3 +435,26 @@ def test_a_due_group_whose_flush_message_never_came_is_flushed_by_housekeeping(
     assert alert_housekeeping.apply().get()["groups"] == 1
     (message,) = receiver.wait_for(1, timeout=30)
     assert message.json["event"] == "group" and message.json["data"]["alerts"][0]["probe"]["name"] == "api"
+
+
+def test_a_flush_whose_worker_died_before_writing_its_message_is_taken_again_after_the_lease(
+        app: Flask, receiver: WebhookReceiver) -> None:
+    """No worker: the test claims a group as a flush does and stops there, as a SIGKILL would."""
+    from app.models import AlertGroup, Notification
+    from app.services import alert_evaluation, alert_groups
+
+    tenant = make_tenant()
+    probe = make_probe(tenant.id, "http://127.0.0.1:9/api", name="api")
+    channel = channel_for(tenant.id, receiver, "ops")
+    alert_rules.create_rule(tenant.id, {"name": "down", "kind": "down", "threshold": 1, "channel_ids": [channel.id],
+                                        "group_by": "rule", "group_wait_seconds": 0})
+    alert_evaluation.evaluate([(probe.id, stored(probe, "failed"))])
+    group = db.session.scalars(select(AlertGroup)).one()
+    claimed_at = utcnow()
+    assert alert_groups._take(group.id, group.version, claimed_at)  # taken, then the worker is gone
+    assert alert_groups.flush_due(claimed_at + timedelta(seconds=1)) == []  # still leased: nobody else takes it
+    (written,) = alert_groups.flush_due(claimed_at + timedelta(seconds=alert_groups.FLUSH_LEASE_SECONDS + 1))
+    names = [a["probe"]["name"] for a in db.session.get(Notification, written).context["alerts"]]
+    assert names == ["api"]
+    db.session.expire_all()
+    assert db.session.get(AlertGroup, group.id).flush_at is None  # nothing waits any more

@@ -12,10 +12,11 @@ resolved item (an outage shorter than the wait sends nothing); one whose probe's
 is now down makes its alert ``suppressed``; one an active silence now matches makes it
 ``silenced``. A resolved item whose firing was dropped this way is dropped too.
 
-The flush takes the group by compare-and-set on its ``version`` and reads the items
-waiting in that transaction; it touches alerts one by one afterwards, each in its own
-short transaction, so it never holds a group and an alert together (the evaluator takes
-an alert, then its group).
+The flush takes the group by compare-and-set on its ``version``, moving ``flush_at`` a
+lease ahead (a worker that dies mid-flush leaves the group to be taken again), and reads
+the items waiting in that transaction; it touches alerts one by one afterwards, each in
+its own short transaction, so it never holds a group and an alert together (the
+evaluator takes an alert, then its group).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 ITEMS_SHOWN = 50  # alerts listed in one group message; the rest are counted
 FLUSH_BATCH = 100
+FLUSH_LEASE_SECONDS = 60.0  # a flush not finished by then (its worker died) is taken again
 DROPPED = ""  # notification_id of an item that was left out of its group's message
 
 
@@ -142,7 +144,10 @@ def flush(group_id: int, version: int, now: datetime) -> str | None:
         return None
     kept, dropped = _sift(items)
     try:
-        group = db.session.get(AlertGroup, group_id)
+        query = select(AlertGroup).where(AlertGroup.id == group_id).execution_options(populate_existing=True)
+        if dialect_name() == "postgresql":
+            query = query.with_for_update()  # an evaluator adding items waits, or has added them
+        group = db.session.scalars(query).first()
         if group is None:
             db.session.rollback()
             return None
@@ -154,8 +159,10 @@ def flush(group_id: int, version: int, now: datetime) -> str | None:
         _mark([item.id for item in dropped], DROPPED)
         if group.run_from_item_id is None and kept:
             group.run_from_item_id = min(item.id for item in kept)
-        if not _running(group):
+        running = _running(group)
+        if not running:
             group.last_flushed_at, group.run_from_item_id = None, None
+        group.flush_at = _next_flush(group, running, now)
         db.session.commit()
         return notification_id
     except BaseException:
@@ -163,13 +170,26 @@ def flush(group_id: int, version: int, now: datetime) -> str | None:
         raise
 
 
+def _next_flush(group: AlertGroup, running: bool, now: datetime) -> datetime | None:
+    """When the group flushes next: never, if nothing waits; else items came while this flush
+    ran — at the group interval if the group runs, at once if it does not."""
+    waiting = db.session.scalar(select(AlertGroupItem.id).where(AlertGroupItem.group_id == group.id,
+                                                                AlertGroupItem.notification_id.is_(None)).limit(1))
+    if waiting is None:
+        return None
+    return now + timedelta(seconds=group.interval_seconds) if running else now
+
+
 def _take(group_id: int, version: int, now: datetime) -> list[_Item] | None:
-    """Claim the group (its flush is no longer due) and read the items waiting in it."""
+    """Claim the group and read the items waiting in it. The claim is a lease: its
+    ``flush_at`` moves ``FLUSH_LEASE_SECONDS`` ahead, so if this worker dies before the
+    message is written, a later pass takes the group again and the items are not lost."""
     try:
         claimed = db.session.execute(
             update(AlertGroup).where(AlertGroup.id == group_id, AlertGroup.version == version,
                                      AlertGroup.flush_at <= now)
-            .values(flush_at=None, last_flushed_at=now, version=AlertGroup.version + 1)
+            .values(flush_at=now + timedelta(seconds=FLUSH_LEASE_SECONDS), last_flushed_at=now,
+                    version=AlertGroup.version + 1)
             .execution_options(synchronize_session=False))
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             db.session.rollback()
