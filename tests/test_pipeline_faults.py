@@ -21,8 +21,8 @@ from app.extensions import db
 from app.models import ProbeResult
 from app.services import scheduling
 from tests.conftest import make_probe, make_tenant, wait_for
-from tests.pipeline import (DISPATCHING, Processes, hold, loss_rows, losses_by_reason, stored_slots, sweep_now,
-                            unaccounted_slots, wait_for_worker)
+from tests.pipeline import (DISPATCHING, Processes, hold, loss_rows, losses_after_dispatch, losses_by_reason,
+                            stored_slots, sweep_now, unaccounted_slots, wait_for_worker)
 from tests.targets import LoopbackTargets
 
 pytestmark = pytest.mark.timeout(180)
@@ -82,7 +82,7 @@ def test_dead_targets_hold_one_probe_each_and_every_healthy_slot_is_stored(
     rows = _rows(healthy + dead)
     assert {r.status for r in rows if r.probe_id in healthy} == {"success"}
     assert {r.status for r in rows if r.probe_id in dead} == {"timeout"}
-    assert losses_by_reason(healthy + dead) == {}, loss_rows(healthy + dead)
+    assert losses_after_dispatch(healthy + dead) == {}, loss_rows(healthy + dead)
     # Written as they complete: a healthy result does not wait for the dead probes of its batch.
     assert max((r.created_at - r.started_at).total_seconds() for r in rows if r.probe_id in healthy) < 2
     assert min((r.created_at - r.started_at).total_seconds() for r in rows if r.probe_id in dead) >= 3.9
@@ -143,8 +143,9 @@ def test_every_pool_runs_scheduled_probes(processes: Processes, targets: Loopbac
     sweep_now()
 
     assert unaccounted_slots(probes, since, until) == {}
-    assert {r.status for r in _rows(probes)} == {"success"}
-    assert losses_by_reason(probes) == {}, loss_rows(probes)
+    rows = _rows(probes)
+    assert {r.status for r in rows} == {"success"} and {r.probe_id for r in rows} == set(probes)
+    assert losses_after_dispatch(probes) == {}, loss_rows(probes)
     log = processes.log("w1")
     assert "Traceback" not in log and "ERROR" not in log
 
