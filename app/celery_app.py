@@ -217,7 +217,7 @@ def _remember_submitted(headers: dict[str, Any], body: Any = None, **_: Any) -> 
         client.set(SUBMITTED_KEY.format(task_id), marker, ex=celery.conf.result_expires)
 
 
-TASK_MODULES = ["app.tasks.network_probe_tasks", "app.tasks.alert_tasks"]
+TASK_MODULES = ["app.tasks.network_probe_tasks", "app.tasks.alert_tasks", "app.tasks.ansible_tasks"]
 
 
 class AdminMitCelery(Celery):

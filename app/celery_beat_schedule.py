@@ -10,6 +10,9 @@ whose worker died mid-send (their lease ran out); once a minute it also evaluate
 results no evaluation message announced (``alert-catch-up``). Both go ahead of the
 evaluations queued on ``alerts`` (priority 9, as deliveries do), so a backlog of
 evaluations delays neither a retry nor a rate-limited summary.
+
+``ansible-housekeeping`` marks ``lost`` the executions whose worker went silent, publishes
+again pending executions whose message was lost, and starts due execution templates.
 """
 
 from celery.schedules import crontab
@@ -34,6 +37,11 @@ beat_schedule = {
         'schedule': 60.0,
         'kwargs': {'catch_up': True},
         'options': {'expires': 120.0, 'priority': 9},
+    },
+    'ansible-housekeeping': {
+        'task': 'app.tasks.ansible_tasks.ansible_housekeeping',
+        'schedule': 10.0,
+        'options': {'expires': 30.0, 'priority': 9},
     },
     'deep-cleanup-probe-results': {
         'task': 'app.tasks.network_probe_tasks.cleanup_old_results',

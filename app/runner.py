@@ -55,10 +55,11 @@ def beat_command(loglevel: str) -> list[str]:
 
 def api_command(settings: Settings) -> list[str]:
     """gunicorn serving ``wsgi:app``: each worker process builds its own app (no preload),
-    so no database or Redis connection is shared across a fork."""
+    so no database or Redis connection is shared across a fork. Threaded workers, so a
+    client following an execution's live output holds a thread, not a whole process."""
     api = settings.api
     return [sys.executable, "-m", "gunicorn", "--bind", f"{api.host}:{api.port}", "--workers", str(api.workers),
-            "--log-level", settings.app.log_level.lower(), "--access-logfile", "-", "--graceful-timeout", "30",
+            "--worker-class", "gthread", "--threads", str(api.threads), "--log-level", settings.app.log_level.lower(), "--access-logfile", "-", "--graceful-timeout", "30",
             "wsgi:app"]
 
 

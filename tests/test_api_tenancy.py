@@ -35,6 +35,14 @@ class Owned:
     alert_id: int
     window_id: int
     silence_id: int
+    host_id: int
+    ansible_group_id: int
+    inventory_id: int
+    credential_id: int
+    playbook_id: int
+    template_id: int
+    execution_id: int
+    version: int = 1
 
 
 def _populate(owner: Caller) -> Owned:
@@ -59,8 +67,30 @@ def _populate(owner: Caller) -> Owned:
     silence = owner.post("/api/v1/silences", json={
         "comment": "upgrade", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T02:00:00Z",
         "probe_ids": [probe["id"]], "group_ids": [group["id"]], "rule_ids": [rule["id"]]}).json
+    ansible = _populate_ansible(owner, probe["id"])
     return Owned(group["id"], probe["id"], user["id"], token["id"], task["task_id"], channel["id"], rule["id"],
-                 alert_id, window["id"], silence["id"])
+                 alert_id, window["id"], silence["id"], **ansible)
+
+
+ANSIBLE = "/api/v1/ansible"
+PLAYBOOK = "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n"
+
+
+def _populate_ansible(owner: Caller, probe_id: int) -> dict[str, int]:
+    host = owner.post(f"{ANSIBLE}/hosts", json={"name": "web1", "probe_ids": [probe_id]}).json
+    group = owner.post(f"{ANSIBLE}/groups", json={"name": "web", "host_ids": [host["id"]]}).json
+    inventory = owner.post(f"{ANSIBLE}/inventories", json={"name": "prod", "group_ids": [group["id"]]}).json
+    credential = owner.post(f"{ANSIBLE}/credentials", json={"name": "ssh", "kind": "ssh_password",
+                                                            "password": "s3cret"}).json
+    playbook = owner.post(f"{ANSIBLE}/playbooks", json={"name": "ping", "content": PLAYBOOK}).json
+    template = owner.post(f"{ANSIBLE}/templates", json={
+        "name": "ping", "playbook_id": playbook["id"], "inventory_id": inventory["id"],
+        "credential_ids": [credential["id"]]}).json
+    # Published to the ansible queue, which no worker consumes here: it stays pending.
+    execution = owner.post(f"{ANSIBLE}/templates/{template['id']}/executions").json
+    return {"host_id": host["id"], "ansible_group_id": group["id"], "inventory_id": inventory["id"],
+            "credential_id": credential["id"], "playbook_id": playbook["id"], "template_id": template["id"],
+            "execution_id": execution["id"]}
 
 
 # Every operation on a tenant's resource by id: (method, path template, JSON body).
@@ -98,6 +128,32 @@ BY_ID = [
     ("PATCH", "/api/v1/silences/{silence_id}", {"comment": "mine now"}),
     ("DELETE", "/api/v1/silences/{silence_id}", None),
     ("POST", "/api/v1/silences/{silence_id}/expire", None),
+    ("GET", "/api/v1/ansible/hosts/{host_id}", None),
+    ("PATCH", "/api/v1/ansible/hosts/{host_id}", {"description": "mine now"}),
+    ("DELETE", "/api/v1/ansible/hosts/{host_id}", None),
+    ("GET", "/api/v1/ansible/groups/{ansible_group_id}", None),
+    ("PATCH", "/api/v1/ansible/groups/{ansible_group_id}", {"description": "mine now"}),
+    ("DELETE", "/api/v1/ansible/groups/{ansible_group_id}", None),
+    ("GET", "/api/v1/ansible/inventories/{inventory_id}", None),
+    ("GET", "/api/v1/ansible/inventories/{inventory_id}/rendered", None),
+    ("PATCH", "/api/v1/ansible/inventories/{inventory_id}", {"description": "mine now"}),
+    ("DELETE", "/api/v1/ansible/inventories/{inventory_id}", None),
+    ("GET", "/api/v1/ansible/credentials/{credential_id}", None),
+    ("PATCH", "/api/v1/ansible/credentials/{credential_id}", {"description": "mine now"}),
+    ("DELETE", "/api/v1/ansible/credentials/{credential_id}", None),
+    ("GET", "/api/v1/ansible/playbooks/{playbook_id}", None),
+    ("PATCH", "/api/v1/ansible/playbooks/{playbook_id}", {"description": "mine now"}),
+    ("DELETE", "/api/v1/ansible/playbooks/{playbook_id}", None),
+    ("GET", "/api/v1/ansible/playbooks/{playbook_id}/versions", None),
+    ("GET", "/api/v1/ansible/playbooks/{playbook_id}/versions/{version}", None),
+    ("GET", "/api/v1/ansible/templates/{template_id}", None),
+    ("PATCH", "/api/v1/ansible/templates/{template_id}", {"enabled": False}),
+    ("DELETE", "/api/v1/ansible/templates/{template_id}", None),
+    ("POST", "/api/v1/ansible/templates/{template_id}/executions", None),
+    ("GET", "/api/v1/ansible/executions/{execution_id}", None),
+    ("GET", "/api/v1/ansible/executions/{execution_id}/events", None),
+    ("GET", "/api/v1/ansible/executions/{execution_id}/stream", None),
+    ("POST", "/api/v1/ansible/executions/{execution_id}/cancel", None),
 ]
 # Operations by id that are not tenant resources: the platform administrator's.
 PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/purge"}
@@ -106,7 +162,9 @@ PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/pur
 def _missing() -> dict[str, object]:
     return {"group_id": MISSING_ID, "probe_id": MISSING_ID, "user_id": MISSING_ID, "token_id": MISSING_ID,
             "task_id": str(uuid.uuid4()), "channel_id": MISSING_ID, "rule_id": MISSING_ID, "alert_id": MISSING_ID,
-            "window_id": MISSING_ID, "silence_id": MISSING_ID}
+            "window_id": MISSING_ID, "silence_id": MISSING_ID, "host_id": MISSING_ID, "ansible_group_id": MISSING_ID,
+            "inventory_id": MISSING_ID, "credential_id": MISSING_ID, "playbook_id": MISSING_ID,
+            "template_id": MISSING_ID, "execution_id": MISSING_ID, "version": MISSING_ID}
 
 
 def _call(caller: Caller, method: str, template: str, ids: dict[str, object], body: object) -> object:
@@ -154,6 +212,13 @@ def test_another_tenants_id_answers_like_a_missing_one_and_changes_nothing(
     assert window["comment"] == "" and window["probe_ids"] == [owned.probe_id]
     silence = owner.get(f"/api/v1/silences/{owned.silence_id}").json
     assert silence["comment"] == "upgrade" and silence["state"] == "pending"
+    for path in (f"hosts/{owned.host_id}", f"groups/{owned.ansible_group_id}", f"inventories/{owned.inventory_id}",
+                 f"credentials/{owned.credential_id}", f"playbooks/{owned.playbook_id}"):
+        assert owner.get(f"{ANSIBLE}/{path}").json["description"] == ""
+    assert owner.get(f"{ANSIBLE}/templates/{owned.template_id}").json["enabled"] is True
+    execution = owner.get(f"{ANSIBLE}/executions/{owned.execution_id}").json
+    assert execution["status"] == "pending" and execution["cancel_requested_at"] is None
+    assert len(owner.get(f"{ANSIBLE}/executions").json["items"]) == 1
 
 
 def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
@@ -171,7 +236,9 @@ def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
 def test_lists_show_only_the_callers_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
     owner, intruder, owned = two_tenants
     for path in ("/api/v1/probes", "/api/v1/probe-groups", "/api/v1/tokens", "/api/v1/notification-channels",
-                 "/api/v1/alert-rules", "/api/v1/alerts", "/api/v1/maintenance-windows", "/api/v1/silences"):
+                 "/api/v1/alert-rules", "/api/v1/alerts", "/api/v1/maintenance-windows", "/api/v1/silences",
+                 *(f"{ANSIBLE}/{kind}" for kind in ("hosts", "groups", "inventories", "credentials", "playbooks",
+                                                    "templates", "executions"))):
         assert len(owner.get(path).json["items"]) == 1
         assert intruder.get(path).json["items"] == []
     assert owned.user_id not in [u["id"] for u in intruder.get("/api/v1/users").json["items"]]
@@ -216,6 +283,50 @@ def test_a_probe_cannot_depend_on_another_tenants_probe(api: Api, two_tenants: t
     assert_error(refused, 404, "not_found")
     assert intruder.get(f"/api/v1/probes/{mine['id']}").json["depends_on"] == []
     assert owner.get(f"/api/v1/probes/{owned.probe_id}").json["depends_on"] == []
+
+
+def test_ids_of_another_tenant_inside_an_ansible_body_answer_like_missing_ones(
+    api: Api, two_tenants: tuple[Caller, Caller, Owned]
+) -> None:
+    _, intruder, owned = two_tenants
+    mine = _populate_ansible(intruder, intruder.post("/api/v1/probes", json={
+        "name": "x", "protocol": "tcp", "target": "127.0.0.1:9"}).json["id"])
+    template = {"name": "t", "playbook_id": mine["playbook_id"], "inventory_id": mine["inventory_id"]}
+    run = {"playbook_id": mine["playbook_id"], "inventory_id": mine["inventory_id"]}
+    cases = [  # (path, body, the field that names the other tenant's id, that id)
+        ("hosts", {"name": "h"}, "probe_ids", [owned.probe_id]),
+        ("hosts", {"name": "h"}, "group_ids", [owned.ansible_group_id]),
+        ("groups", {"name": "g"}, "host_ids", [owned.host_id]),
+        ("groups", {"name": "g"}, "child_ids", [owned.ansible_group_id]),
+        ("inventories", {"name": "i"}, "group_ids", [owned.ansible_group_id]),
+        ("inventories", {"name": "i"}, "host_ids", [owned.host_id]),
+        ("templates", template, "playbook_id", owned.playbook_id),
+        ("templates", template, "inventory_id", owned.inventory_id),
+        ("templates", template, "credential_ids", [owned.credential_id]),
+        ("executions", run, "playbook_id", owned.playbook_id),
+        ("executions", run, "inventory_id", owned.inventory_id),
+        ("executions", run, "credential_ids", [owned.credential_id]),
+    ]
+    for path, body, field, foreign_id in cases:
+        missing_id = [MISSING_ID] if isinstance(foreign_id, list) else MISSING_ID
+        foreign = intruder.post(f"{ANSIBLE}/{path}", json={**body, field: foreign_id})
+        missing = intruder.post(f"{ANSIBLE}/{path}", json={**body, field: missing_id})
+        assert_error(foreign, 404, "not_found")
+        assert_error(missing, 404, "not_found")
+        assert foreign.json["message"].replace(str(getattr(owned, _OWNED[field])), "<id>") == \
+            missing.json["message"].replace(str(MISSING_ID), "<id>"), (path, field)
+    changed = intruder.patch(f"{ANSIBLE}/groups/{mine['ansible_group_id']}",
+                             json={"child_ids": [owned.ansible_group_id]})
+    assert_error(changed, 404, "not_found")
+    assert intruder.get(f"{ANSIBLE}/groups/{mine['ansible_group_id']}").json["child_ids"] == []
+    for kind in ("hosts", "groups", "inventories", "templates"):
+        assert len(intruder.get(f"{ANSIBLE}/{kind}").json["items"]) == 1
+    assert len(intruder.get(f"{ANSIBLE}/executions").json["items"]) == 1  # its own, from _populate_ansible
+
+
+_OWNED = {"probe_ids": "probe_id", "group_ids": "ansible_group_id", "host_ids": "host_id",
+          "child_ids": "ansible_group_id", "playbook_id": "playbook_id", "inventory_id": "inventory_id",
+          "credential_ids": "credential_id"}
 
 
 def test_an_api_token_acts_only_in_its_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:

@@ -458,7 +458,8 @@ class TestRouting:
         ("app.tasks.network_probe_tasks.execute_probe", "network_probes"),
         ("app.tasks.network_probe_tasks.cleanup_old_results", "network_probes"),
         ("app.tasks.alert_tasks.evaluate_rules", "alerts"),
-        ("app.tasks.ansible_tasks.run_playbook", "ansible"),
+        ("app.tasks.ansible_tasks.run_execution", "ansible"),
+        ("app.tasks.ansible_tasks.ansible_housekeeping", "ansible"),
         ("app.tasks.other.anything", "celery"),
     ])
     def test_tasks_are_routed_by_module(self, task_name: str, queue: str) -> None:

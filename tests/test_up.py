@@ -302,3 +302,37 @@ def test_the_readme_first_alert_arrives_by_email_and_resolves(instance: Instance
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def _readme_block(heading: str) -> str:
+    """The first ```bash block under ``heading`` in README.md, as written."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    section = text[text.index(f"### {heading}\n"):]
+    return section.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_first_playbook_run_prints_its_output(instance: Instance) -> None:
+    """README's "A first playbook run", its commands as written, from a directory like the project's
+    (its `.venv` and `config`), against `admin-mit up`: the run's output is printed and it exits 0."""
+    instance.admin_mit("db", "upgrade")
+    instance.admin_mit("tenant", "add", "demo")
+    work = instance.dir / "work"
+    work.mkdir()
+    for name in (".venv", "config"):
+        (work / name).symlink_to(PROJECT_ROOT / name)
+    up = instance.spawn(["up", "--concurrency", "1"], "up.log")
+    try:
+        wait_until(lambda: " ready." in instance.log("up.log"), "the worker running", up,
+                   lambda: instance.log("up.log"))
+        done = subprocess.run(["bash", "-e", "-c", _readme_block("A first playbook run")], cwd=work, env=instance.env,
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "TASK [ansible.builtin.debug]" in done.stdout
+        assert 'ok: [localhost] => {\n    "msg": "hello from localhost"\n}' in done.stdout
+        assert re.search(r"localhost\s+: ok=1\s+changed=0\s+unreachable=0\s+failed=0", done.stdout)
+        assert done.stderr.splitlines()[-1].endswith("successful")
+        assert ctrl_c(up) == 0
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()

@@ -35,11 +35,14 @@ def api_blueprint(name: str, description: str, *, secured: bool = True, prefix: 
 
 
 def register_api(app: OpenAPI) -> None:
-    from app.api import (alert_reports, alert_rules, alerts, auth, health, maintenance_windows, notification_channels,
-                         operations, probe_groups, probes, results, silences, tasks, tenants, tokens, users)
+    from app.api import (alert_reports, alert_rules, alerts, ansible_credentials, ansible_executions, ansible_groups,
+                         ansible_hosts, ansible_inventories, ansible_playbooks, ansible_templates, auth, health,
+                         maintenance_windows, notification_channels, operations, probe_groups, probes, results,
+                         silences, tasks, tenants, tokens, users)
 
     for module in (health, auth, tenants, users, tokens, probe_groups, probes, results, tasks, operations,
-                   notification_channels, alert_rules, alerts, maintenance_windows, silences,
-                   alert_reports):
+                   notification_channels, alert_rules, alerts, maintenance_windows, silences, alert_reports,
+                   ansible_hosts, ansible_groups, ansible_inventories, ansible_credentials, ansible_playbooks,
+                   ansible_templates, ansible_executions):
         app.register_api(module.blueprint)
     register_error_handlers(app)

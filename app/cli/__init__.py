@@ -86,7 +86,7 @@ def _database_error(exc: SQLAlchemyError) -> str:
 
 
 cli = AdminMitGroup(create_app=_create_app, add_version_option=False, load_dotenv=False,
-                    help="admin-mit-backend: network probes and alerts on a Celery task queue.")
+                    help="admin-mit-backend: network probes, alerts and playbook runs on a Celery task queue.")
 
 
 def _ensure_redis() -> None:
@@ -663,6 +663,8 @@ def up(concurrency: int | None) -> None:
 
 
 from app.cli import alerts as _alerts  # noqa: E402,F401  (registers channel, rule and alert)
+from app.cli import ansible as _ansible  # noqa: E402,F401  (registers host, playbook and inventory)
+from app.cli import executions as _executions  # noqa: E402,F401  (registers run, in place of Flask's, and execution)
 from app.cli import maintenance as _maintenance  # noqa: E402,F401  (registers maintenance)
 from app.cli import reports as _reports  # noqa: E402,F401  (registers report)
 from app.cli import silences as _silences  # noqa: E402,F401  (registers silence)

@@ -25,7 +25,7 @@ import os
 import tempfile
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import yaml
@@ -197,6 +197,8 @@ class ApiSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(2, ge=1, le=64)  # gunicorn processes `admin-mit up` runs
+    # Threads per gunicorn process (gthread): a live output stream holds one while it is open.
+    threads: int = Field(8, ge=1, le=256)
     # Reverse proxies in front that set X-Forwarded-For/-Proto; 0 trusts no such header.
     trusted_proxies: int = Field(0, ge=0, le=5)
     access_token_minutes: int = Field(15, ge=1, le=1440)
@@ -234,6 +236,50 @@ class AlertsSection(_Section):
         if self.delivery_lease_seconds <= self.send_timeout_seconds:
             raise ValueError(f"delivery_lease_seconds: must be longer than send_timeout_seconds "
                              f"({self.send_timeout_seconds:g})")
+        return self
+
+
+class AnsibleSection(_Section):
+    """Playbook runs on the ``ansible`` queue (docs/ansible.md)."""
+
+    # Each run's private directory (inventory, playbook, key FIFO) is made here and removed
+    # when the run ends. Empty: ``<instance>/ansible-runs``. Local disk of the worker.
+    runs_dir: str = ""
+    # Project playbooks are files under this directory on the workers' disk; a project
+    # directory outside it is refused. Empty: project playbooks are off.
+    projects_root: str = ""
+    # SSH host keys: checked against known_hosts_file (empty: the worker user's ~/.ssh/known_hosts);
+    # an unknown key makes the host unreachable. "accept_new" records a first key, then checks it;
+    # "off" trusts any key (ansible-runner's own default, not ours).
+    host_key_checking: Literal["strict", "accept_new", "off"] = "strict"
+    known_hosts_file: str = ""
+    # Executions of one tenant running at once; more wait as ``pending`` (not refused).
+    max_concurrent_per_tenant: int = Field(2, ge=1, le=1000)
+    # Defaults for a run that names none; a request may ask for less, never more.
+    default_timeout_seconds: int = Field(3600, ge=1)
+    max_timeout_seconds: int = Field(86400, ge=1)
+    default_idle_timeout_seconds: int = Field(600, ge=1)
+    # SIGTERM first, SIGKILL to the whole process group this long after (cancel, timeouts).
+    kill_grace_seconds: float = Field(2.0, gt=0, le=60)
+    # stdout and data of one event are cut to this many bytes (the stored event says so).
+    max_event_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Events are written and published every flush_interval_ms or every flush_events.
+    flush_interval_ms: int = Field(250, ge=10, le=10_000)
+    flush_events: int = Field(1000, ge=1, le=100_000)
+    # A running execution whose worker has not written a heartbeat for this long is lost.
+    heartbeat_seconds: float = Field(5.0, gt=0, le=300)
+    lost_after_seconds: float = Field(60.0, gt=0)
+    # How long a finished execution's live stream stays in Redis (the database keeps all).
+    stream_ttl_seconds: int = Field(3600, ge=1)
+
+    @model_validator(mode="after")
+    def _heartbeats_before_loss(self) -> "AnsibleSection":
+        if self.lost_after_seconds <= 2 * self.heartbeat_seconds:
+            raise ValueError(f"lost_after_seconds: must be more than twice heartbeat_seconds "
+                             f"({self.heartbeat_seconds:g})")
+        if self.default_timeout_seconds > self.max_timeout_seconds:
+            raise ValueError(f"default_timeout_seconds: must not exceed max_timeout_seconds "
+                             f"({self.max_timeout_seconds})")
         return self
 
 
@@ -282,6 +328,7 @@ class Settings(BaseModel):
     probes: ProbesSection = ProbesSection()
     api: ApiSection = ApiSection()
     alerts: AlertsSection = AlertsSection()
+    ansible: AnsibleSection = AnsibleSection()
     secrets: SecretsSection = SecretsSection()
     config_dir: Path = Path(DEFAULT_CONFIG_DIR)
     # Where relative paths are anchored: the working directory the settings were loaded in.
@@ -294,6 +341,18 @@ class Settings(BaseModel):
     @property
     def instance_dir(self) -> Path:
         return self._anchored(self.app.instance_path)
+
+    @property
+    def ansible_runs_dir(self) -> Path:
+        return self._anchored(self.ansible.runs_dir) if self.ansible.runs_dir else self.instance_dir / "ansible-runs"
+
+    @property
+    def ansible_known_hosts_file(self) -> Path | None:
+        return self._anchored(self.ansible.known_hosts_file) if self.ansible.known_hosts_file else None
+
+    @property
+    def ansible_projects_root(self) -> Path | None:
+        return self._anchored(self.ansible.projects_root) if self.ansible.projects_root else None
 
     @property
     def embedded_redis_socket(self) -> Path:

@@ -2,6 +2,10 @@
 
 from app.models.alerts import (Alert, AlertEvent, AlertGroup, AlertGroupItem, AlertRule, AlertState, Notification,
                                NotificationAttempt, NotificationChannel, ProbeDependency, Silence, alert_rule_channels)
+from app.models.ansible import (AnsibleCredential, AnsibleExecution, AnsibleExecutionEvent, AnsibleExecutionTemplate,
+                                AnsibleGroup, AnsibleHost, AnsibleInventory, AnsiblePlaybook, AnsiblePlaybookVersion,
+                                ansible_group_children, ansible_group_hosts, ansible_host_probes, ansible_inventory_groups,
+                                ansible_inventory_hosts)
 from app.models.auth import ROLES, ApiToken, AuthSession, Membership, User
 from app.models.base import Base, utcnow
 from app.models.maintenance import MaintenanceWindow, maintenance_window_groups, maintenance_window_probes
@@ -10,6 +14,9 @@ from app.models.task_failure import TaskFailure
 from app.models.tenant import Tenant
 
 __all__ = [
+    "AnsibleCredential", "AnsibleExecution", "AnsibleExecutionEvent", "AnsibleExecutionTemplate", "AnsibleGroup",
+    "AnsibleHost", "AnsibleInventory", "AnsiblePlaybook", "AnsiblePlaybookVersion", "ansible_group_children",
+    "ansible_group_hosts", "ansible_host_probes", "ansible_inventory_groups", "ansible_inventory_hosts",
     "Alert", "AlertEvent", "AlertGroup", "AlertGroupItem", "AlertRule", "ProbeDependency", "Silence", "AlertState", "Notification", "NotificationAttempt", "NotificationChannel",
     "alert_rule_channels", "MaintenanceWindow", "maintenance_window_groups", "maintenance_window_probes", "ROLES", "ApiToken", "AuthSession", "Base", "Membership", "Probe", "ProbeGroup", "ProbeLease", "ProbeResult",
     "ProbeRunLoss", "TaskFailure", "Tenant", "User", "utcnow",

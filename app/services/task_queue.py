@@ -18,6 +18,7 @@ EXECUTE_BATCH = "app.tasks.network_probe_tasks.execute_batch_probes"
 EVALUATE_RESULTS = "app.tasks.alert_tasks.evaluate_results"
 DELIVER_NOTIFICATIONS = "app.tasks.alert_tasks.deliver_notifications"
 FLUSH_ALERT_GROUPS = "app.tasks.alert_tasks.flush_alert_groups"
+RUN_EXECUTION = "app.tasks.ansible_tasks.run_execution"
 # Sending what was decided goes before deciding more: deliveries and housekeeping (retries,
 # reminders, sends whose worker died) overtake the evaluations queued on ``alerts``.
 ALERT_DELIVERY_PRIORITY = 9
@@ -32,6 +33,7 @@ class Message:
     ignore_result: bool = False
     retry: bool = True  # False: fail at once if the broker is unreachable instead of retrying the publish
     eta: datetime | None = None  # run no earlier than this
+    task_id: str | None = None  # the id to publish it under (default: a new one)
 
 
 def publish(message: Message) -> str:
@@ -46,7 +48,7 @@ def publish_all(messages: list[Message]) -> list[str]:
         for message in messages:
             result = celery.send_task(message.task, kwargs=message.kwargs, priority=message.priority,
                                       expires=message.expires, eta=message.eta, ignore_result=message.ignore_result,
-                                      retry=message.retry, producer=producer)
+                                      retry=message.retry, producer=producer, task_id=message.task_id)
             ids.append(result.id)
     return ids
 

@@ -67,3 +67,15 @@ class AlertTask(RecordedTask):
     retry_backoff = 1
     retry_backoff_max = 30
     retry_jitter = True
+
+
+class AnsibleTask(RecordedTask):
+    """Base of the ``ansible`` tasks. A run is started at most once (its compare-and-set), so
+    a fault before it starts is retried a few times; after, the run ends with a status."""
+
+    abstract = True
+    autoretry_for = (Exception,)
+    max_retries = 3
+    retry_backoff = 2
+    retry_backoff_max = 30
+    retry_jitter = True
