@@ -69,8 +69,8 @@ from typing import Any, Sequence
 from alert_latency import _epoch, _read  # bench/ is on sys.path when run as a script
 from bench_env import ROOT, BenchError
 from probe_throughput import (CLOCK_TICKS, READY_TIMEOUT, Children, _cpu_ticks, _database_label, _parents,
-                              _postgres_backends, _pss_kib, _rss_kib, _tree, log_errors, percentile, start_bench_app,
-                              tail, wait_for_workers)
+                              _postgres_backends, _pss_kib, _rss_kib, _stat_fields, _tree, log_errors, percentile,
+                              start_bench_app, tail, wait_for_workers)
 
 QUEUE = "ansible"
 CALIBRATION_ITEMS = (5, 10)
@@ -102,6 +102,24 @@ SLEEP_PLAYBOOK = """\
     - name: sleep
       ansible.builtin.command: sleep 300
 """
+
+
+def tenth_rates(times: list[float]) -> list[float]:
+    """Events per second in each tenth of a run's events (by seq), from their ``created`` times."""
+    n = len(times)
+    rates = []
+    for k in range(10):
+        low, high = k * n // 10, max(k * n // 10 + 1, (k + 1) * n // 10 - 1)
+        high = min(high, n - 1)
+        span = times[high] - times[low]
+        rates.append((high - low) / span if span > 0 else float("nan"))
+    return rates
+
+
+def machine_busy_ticks() -> int:
+    """Busy CPU ticks of the whole machine so far (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return sum(fields) - fields[3] - fields[4]
 
 
 def inventory_text() -> str:
@@ -170,6 +188,7 @@ def reference_child(mode: str, directory: str, items: str) -> int:
     """Run in a subprocess: one run of the loop playbook, its event counts as one JSON line."""
     path = Path(directory)
     counts: Counter[str] = Counter()
+    created: list[float] = []
     began = time.monotonic()
     if mode == "ansible-runner":  # nothing of ours: ansible-runner's own API
         import ansible_runner
@@ -187,9 +206,14 @@ def reference_child(mode: str, directory: str, items: str) -> int:
 
         request = RunRequest(runs_dir=path, name="reference", marker=os.environ["ADMIN_MIT_ANSIBLE_RUN"],
                              inventory=inventory_text(), playbook_content=LOOP_PLAYBOOK.format(items=int(items)))
-        outcome = run_playbook(request, on_event=lambda event: counts.update([event.event]))
+        def on_event(event: Any) -> None:
+            counts[event.event] += 1
+            created.append(event.created.timestamp())
+
+        outcome = run_playbook(request, on_event=on_event)
         status, rc = outcome.status, outcome.rc
-    print(json.dumps({"status": status, "rc": rc, "seconds": time.monotonic() - began, "events": counts}))
+    print(json.dumps({"status": status, "rc": rc, "seconds": time.monotonic() - began, "events": counts,
+                      "tenths": tenth_rates(created) if len(created) >= 100 else []}))
     return 0
 
 
@@ -197,6 +221,7 @@ def _run_reference(command: list[str], env: dict[str, str], cwd: Path, log: Path
                    timeout: float) -> tuple[float, float, int]:
     """Run ``command`` to its end in a session of its own: (wall s, CPU s of it and its children, rc)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy_before = machine_busy_ticks()
     began = time.monotonic()
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
@@ -211,7 +236,12 @@ def _run_reference(command: list[str], env: dict[str, str], cwd: Path, log: Path
     wall = time.monotonic() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    global LAST_MACHINE_CORES
+    LAST_MACHINE_CORES = (machine_busy_ticks() - busy_before) / CLOCK_TICKS / wall
     return wall, cpu, rc
+
+
+LAST_MACHINE_CORES = 0.0  # cores the whole machine kept busy during the last reference run
 
 
 def _child_run(tmp: Path, mode: str, items: int, timeout: float) -> dict[str, Any]:
@@ -222,7 +252,8 @@ def _child_run(tmp: Path, mode: str, items: int, timeout: float) -> dict[str, An
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{ROOT / 'bench'}"
     log = tmp / f"reference-{mode}-{items}.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--reference-child", mode, str(directory), str(items)]
-    wall, cpu, rc = _run_reference(command, env, ROOT, log, timeout)
+    with PlaybookStates(env["ADMIN_MIT_ANSIBLE_RUN"]) as states:
+        wall, cpu, rc = _run_reference(command, env, ROOT, log, timeout)
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("{")]
     if rc != 0 or not lines:
         raise BenchError(f"the {mode} reference run failed ({rc}):\n{tail(log)}")
@@ -230,7 +261,8 @@ def _child_run(tmp: Path, mode: str, items: int, timeout: float) -> dict[str, An
     if found["status"] != "successful":
         raise BenchError(f"the {mode} reference run ended {found['status']} ({found['rc']}):\n{tail(log)}")
     # The run's own time (the child's imports and start-up left out); CPU is the whole child's.
-    return {"wall_s": found["seconds"], "process_wall_s": wall, "cpu_s": cpu, "events": Counter(found["events"])}
+    return {"wall_s": found["seconds"], "process_wall_s": wall, "cpu_s": cpu, "events": Counter(found["events"]),
+            "tenths": found.get("tenths") or [], "machine_cores": LAST_MACHINE_CORES, "states": states.shares()}
 
 
 @dataclass
@@ -262,6 +294,11 @@ class Reference:
     runner_wall_s: float
     runner_cpu_s: float
     runner_events: dict[str, int]
+    playbook_machine_cores: float
+    runner_machine_cores: float
+    runner_tenths: list[float]
+    playbook_states: str
+    runner_states: str
 
 
 def run_references(tmp: Path, items: int) -> Reference:
@@ -272,16 +309,20 @@ def run_references(tmp: Path, items: int) -> Reference:
     log = tmp / "reference-ansible-playbook.log"
     timeout = 600 + items * 0.1
     print(f"reference: ansible-playbook with {items:,} items …", file=sys.stderr)
-    wall, cpu, rc = _run_reference([command("ansible-playbook"), "-i", str(directory / "inventory" / "hosts"),
-                                    str(directory / "project" / "main.yml")], _reference_env(directory),
-                                   directory, log, timeout)
+    env = _reference_env(directory)
+    with PlaybookStates(env["ADMIN_MIT_ANSIBLE_RUN"]) as states:
+        wall, cpu, rc = _run_reference([command("ansible-playbook"), "-i", str(directory / "inventory" / "hosts"),
+                                        str(directory / "project" / "main.yml")], env, directory, log, timeout)
+    playbook_cores = LAST_MACHINE_CORES
     if rc != 0:
         raise BenchError(f"plain ansible-playbook exited {rc}:\n{tail(log)}")
-    printed = sum(1 for line in log.read_text(errors="replace").splitlines() if line.startswith("ok: [localhost] => (item="))
+    printed = sum(1 for line in log.read_text(errors="replace").splitlines()
+                  if line.startswith("ok: [localhost] => (item="))
     print(f"reference: {wall:.1f} s; the same through app.ansible.runs alone …", file=sys.stderr)
     runner = _child_run(tmp, "runner", items, timeout)
     print(f"reference: {runner['wall_s']:.1f} s", file=sys.stderr)
-    return Reference(wall, cpu, printed, runner["wall_s"], runner["cpu_s"], dict(runner["events"]))
+    return Reference(wall, cpu, printed, runner["wall_s"], runner["cpu_s"], dict(runner["events"]), playbook_cores,
+                     runner["machine_cores"], runner["tenths"], states.shares(), runner["states"])
 
 
 def end_reference_processes() -> None:
@@ -458,6 +499,69 @@ class SseFollower:
 
 # --- sampling the worker's processes -----------------------------------------------------------
 
+class PlaybookStates:
+    """Every 50 ms, the scheduler state of the run's main ``ansible-playbook`` process (the one
+    whose parent is not an ansible-playbook: its forks carry the same command line) and, when it
+    sleeps, where (``/proc/<pid>/wchan``). ``wait_woken`` is a write to a full pseudo-terminal:
+    ansible waits for its reader (ansible-runner's pexpect loop) to catch up."""
+
+    def __init__(self, marker_prefix: str) -> None:
+        self.prefix = marker_prefix
+        self.states: Counter[str] = Counter()
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-states", daemon=True)
+
+    def __enter__(self) -> PlaybookStates:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    @staticmethod
+    def _is_playbook(pid: int) -> bool:
+        with contextlib.suppress(OSError):
+            return b"ansible-playbook" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return False
+
+    def _find(self) -> int | None:
+        from app.ansible.processes import processes_with_marker
+
+        for pid in processes_with_marker(prefix=self.prefix):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int(_stat_fields(pid)[1])
+                if self._is_playbook(pid) and not self._is_playbook(parent):
+                    return pid
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            if self._pid is None:
+                self._pid = self._find()
+                if self._pid is None:
+                    continue
+            try:
+                state = _stat_fields(self._pid)[0]
+                wchan = Path(f"/proc/{self._pid}/wchan").read_text().strip() if state != "R" else ""
+            except (OSError, IndexError):
+                self._pid = None
+                continue
+            if state in ("Z", "X"):
+                self._pid = None
+                continue
+            self.states["running" if state == "R" else f"{state} {wchan or '?'}"] += 1
+
+    def shares(self) -> str:
+        total = sum(self.states.values())
+        if not total:
+            return "n/a"
+        named = {"running": "running", "S wait_woken": "blocked writing to the pty"}
+        return ", ".join(f"{named.get(key, key)} {count / total:.0%}" for key, count in self.states.most_common(5)) \
+            + f" ({total:,} samples)"
+
+
 def _redis_pids() -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -554,10 +658,14 @@ class ProcessSampler:
                 if ticks:
                     by_pid[pid] = ticks
                     if pid not in self._names:
-                        with contextlib.suppress(OSError):
+                        with contextlib.suppress(OSError, IndexError, ValueError):
                             words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                            self._names[pid] = " ".join(Path(w.decode(errors="replace")).name if i == 0 else
-                                                        w.decode(errors="replace") for i, w in enumerate(words[:2]))
+                            name = " ".join(Path(w.decode(errors="replace")).name for w in words[:2])
+                            if role == "ansible" and b"ansible-playbook" in b" ".join(words[:2]):
+                                parent = int(_stat_fields(pid)[1])
+                                forked = b"ansible-playbook" in Path(f"/proc/{parent}/cmdline").read_bytes()
+                                name += " (a fork: the task's worker process)" if forked else " (the main process)"
+                            self._names[pid] = name
 
 
 # --- the throughput run ------------------------------------------------------------------------
@@ -597,7 +705,12 @@ class Throughput:
     busiest_ansible: tuple[float, str]
     peak_kib: dict[str, int]
     samples: int
+    machine_cores: float  # the whole machine's busy cores from POST to the end
+    tenths: list[float]  # ansible's event rate in each tenth of the run
+    playbook_states: str
+    flushes: int  # event_count changes the 0.1 s polls saw: about the worker's flushes
     replay_events_per_s: float | None = None  # EventWriter alone, the stored events written again
+    flush_ms: list[float] = field(default_factory=list)  # EventWriter alone, flushes of the run's batch size
     catch_up_events_per_s: float | None = None  # a second SSE client reading the finished run from after=0
     catch_up_complete: bool | None = None
 
@@ -642,7 +755,8 @@ def _worker_pid(children: Children) -> int:
 
 
 def run_throughput(args: argparse.Namespace, children: Children, api: Api, setup: Setup, port: int,
-                   calibration: Calibration, reference: Reference | None, database_name: str | None) -> Throughput:
+                   calibration: Calibration, reference: Reference | None, database_name: str | None,
+                   marker_prefix: str) -> Throughput:
     from sqlalchemy import func, select
 
     from app.models import AnsibleExecutionEvent
@@ -650,6 +764,8 @@ def run_throughput(args: argparse.Namespace, children: Children, api: Api, setup
     api_pid = next((child.process.pid for child in children.items if child.role == "api"), None)
     sampler = ProcessSampler(_worker_pid(children), api_pid, database_name)
     sampler.start()
+    states = PlaybookStates(marker_prefix).__enter__()
+    busy_before, began = machine_busy_ticks(), time.monotonic()
     posted_at = time.time()
     execution_id = api.create(setup, setup.loop_playbook_id)
     follower = SseFollower(port, setup.token, execution_id)
@@ -672,6 +788,8 @@ def run_throughput(args: argparse.Namespace, children: Children, api: Api, setup
             time.sleep(DB_POLL_SECONDS)
     finally:
         sampler.stop()
+        states.__exit__()
+    machine_cores = (machine_busy_ticks() - busy_before) / CLOCK_TICKS / (time.monotonic() - began)
     if not follower.wait(SSE_END_TIMEOUT):
         follower.stop()
         follower.errors.append(f"no end event within {SSE_END_TIMEOUT:g} s of the execution's end")
@@ -715,7 +833,10 @@ def run_throughput(args: argparse.Namespace, children: Children, api: Api, setup
         sse_connections=follower.connections, sse_errors=follower.errors, sse_lag_ms=sorted(sse_lag),
         sse_mismatched=mismatched, posted_at=posted_at, started_at=_epoch(state.started_at),
         finished_at=_epoch(state.finished_at),
-        cpu_s=sampler.cpu_seconds(), busiest_ansible=sampler.busiest("ansible"), peak_kib=dict(sampler.peak_kib), samples=sampler.samples)
+        cpu_s=sampler.cpu_seconds(), busiest_ansible=sampler.busiest("ansible"), peak_kib=dict(sampler.peak_kib),
+        samples=sampler.samples,
+        machine_cores=machine_cores, tenths=tenth_rates([created[seq] for seq in seqs]),
+        playbook_states=states.shares(), flushes=max(1, len(seen) - 1))
 
 
 def _mismatched(rows: list[Any], received: list[tuple[int, float, bytes]]) -> int:
@@ -736,9 +857,11 @@ def _mismatched(rows: list[Any], received: list[tuple[int, float, bytes]]) -> in
     return bad
 
 
-def replay_rate(setup: Setup, execution_id: int) -> float:
-    """Events per second ``EventWriter`` stores and publishes by itself: the run's stored events
-    written again, as fast as this process can hand them over, to a new execution row."""
+def replay(setup: Setup, execution_id: int, batch: int | None) -> tuple[float, list[float]]:
+    """``EventWriter`` by itself: the run's stored events written again to a new execution row,
+    as fast as this process hands them over. ``batch`` None: as the writer batches a burst
+    (``flush_events``); else a flush every ``batch`` events, as the run's flushes were.
+    Returns events per second and each flush's milliseconds."""
     from sqlalchemy import select
 
     from app.ansible.events import RunEvent
@@ -753,23 +876,33 @@ def replay_rate(setup: Setup, execution_id: int) -> float:
                                           .where(AnsibleExecutionEvent.execution_id == execution_id)
                                           .order_by(AnsibleExecutionEvent.seq))]
     now = datetime.now().astimezone()
-    replay = AnsibleExecution(tenant_id=setup.tenant_id, playbook_id=setup.loop_playbook_id, playbook_name="replay",
-                              inventory_text="", credential_ids=[], options={}, status="running",
-                              worker="bench-replay", started_at=now, heartbeat_at=now)
-    db.session.add(replay)
+    row = AnsibleExecution(tenant_id=setup.tenant_id, playbook_id=setup.loop_playbook_id, playbook_name="replay",
+                           inventory_text="", credential_ids=[], options={}, status="running",
+                           worker="bench-replay", started_at=now, heartbeat_at=now)
+    db.session.add(row)
     db.session.commit()
-    replay_id = replay.id
+    replay_id = row.id
     db.session.rollback()
     writer = EventWriter(replay_id)
+    flushes: list[float] = []
     began = time.monotonic()
     for event in rows:
-        writer.add(event)
+        if batch is None:
+            writer.add(event)
+            continue
+        writer._buffer.append(dict(execution_id=replay_id, seq=event.seq, event=event.event,  # noqa: SLF001
+                                   created_at=event.created, host=event.host, play=event.play, task=event.task,
+                                   stdout=event.stdout, data=event.data, truncated=event.truncated))
+        if len(writer._buffer) >= batch:  # noqa: SLF001
+            flush_began = time.monotonic()
+            writer.flush()
+            flushes.append((time.monotonic() - flush_began) * 1000)
     writer.flush()
     elapsed = time.monotonic() - began
     if writer.written != rows[-1].seq:
         raise BenchError(f"the replay stored up to seq {writer.written} of {rows[-1].seq}")
     ansible_executions.finish(replay_id, "bench-replay", ansible_executions.Ending("successful"))
-    return len(rows) / elapsed
+    return len(rows) / elapsed, sorted(flushes)
 
 
 def catch_up_rate(port: int, token: str, execution_id: int, expected: int) -> tuple[float, bool]:
@@ -894,6 +1027,11 @@ def _mib(kib: int | None) -> str:
     return "n/a" if not kib else f"{kib / 1024:,.0f}"
 
 
+def _flush_share(result: Throughput) -> float:
+    """Share of the run's wall time its flushes would take at the replay's mean flush time."""
+    return sum(result.flush_ms) / len(result.flush_ms) / 1000 * result.flushes / result.wall_s
+
+
 def _by_type(stored: dict[str, int], reference: dict[str, int] | None) -> str:
     parts = []
     for kind in sorted(set(stored) | set(reference or {}), key=lambda k: (-stored.get(k, 0), k)):
@@ -920,8 +1058,9 @@ def setup_table(args: argparse.Namespace, commands: list[str], calibration: Cali
         ("cancel playbook", "one task, `command: sleep 300`, the same host"),
         ("processes", "<br>".join(f"`{command}`" for command in commands)),
         ("settings", f"`ansible` section: flush every {section.flush_interval_ms} ms or {section.flush_events:,} "
-                     f"events, `max_event_bytes` {section.max_event_bytes:,}, kill grace {section.kill_grace_seconds:g} s, "
-                     f"heartbeat {section.heartbeat_seconds:g} s; Redis stream maxlen {STREAM_MAXLEN:,}"),
+                     f"events, `max_event_bytes` {section.max_event_bytes:,}, kill grace "
+                     f"{section.kill_grace_seconds:g} s, heartbeat {section.heartbeat_seconds:g} s; Redis stream "
+                     f"maxlen {STREAM_MAXLEN:,}"),
         ("database / Redis", f"{_database_label(args.database)} / db {args.redis_db}"),
         ("versions", f"ansible-core {version('ansible-core')}, ansible-runner {version('ansible-runner')}, "
                      f"Python {sys.version.split()[0]}"),
@@ -947,6 +1086,10 @@ def throughput_table(result: Throughput, reference: Reference | None) -> str:
         ("execution status", f"{result.status}" + (f" ({result.reason})" if result.reason else "")),
         ("ansible's own event rate: first → last `created_at`",
          f"{result.stored_rows / result.emit_s:,.0f} events/s over {result.emit_s:.1f} s"),
+        ("ansible's event rate in each tenth of the run, events/s", " ".join(f"{v:,.0f}" for v in result.tenths)
+         + ("" if reference is None or not reference.runner_tenths else
+            " (through `app.ansible.runs` alone: " + " ".join(f"{v:,.0f}" for v in reference.runner_tenths) + ")")),
+        ("the run's main `ansible-playbook` process, 50 ms samples", result.playbook_states),
         ("**events/s to stored rows**: first `created_at` → last row visible",
          f"**{result.stored_rows / result.to_rows_s:,.0f}** over {result.to_rows_s:.1f} s"),
         ("store lag ms, created → row visible (0.1 s polls): p50 / p99 / max", _pcts(result.store_lag_ms)),
@@ -963,18 +1106,25 @@ def throughput_table(result: Throughput, reference: Reference | None) -> str:
         rows += [
             ("**wall time: plain `ansible-playbook`** (output to a file)",
              f"**{reference.playbook_wall_s:.1f} s** (CPU {reference.playbook_cpu_s:.1f} s; "
-             f"{reference.playbook_items_printed:,} items printed)"),
+             f"{reference.playbook_items_printed:,} items printed; machine busy {reference.playbook_machine_cores:.2f} "
+             f"cores); its main process: {reference.playbook_states}"),
             ("wall time: through `app.ansible.runs` alone (ansible-runner, events counted and dropped)",
-             f"{reference.runner_wall_s:.1f} s (CPU {reference.runner_cpu_s:.1f} s)"),
+             f"{reference.runner_wall_s:.1f} s (CPU {reference.runner_cpu_s:.1f} s; machine busy "
+             f"{reference.runner_machine_cores:.2f} cores); its main `ansible-playbook`: {reference.runner_states}"),
         ]
     rows += [
         ("**wall time: ours**, `started_at` → `finished_at`", f"**{result.wall_s:.1f} s**" + (
-            f" (× {result.wall_s / reference.playbook_wall_s:.2f} plain ansible-playbook)" if reference else "")),
+            f" (× {result.wall_s / reference.playbook_wall_s:.2f} plain ansible-playbook)" if reference else "")
+         + f"; machine busy {result.machine_cores:.2f} cores"),
         ("wall time: ours, `POST` → SSE end event",
          "n/a" if result.sse_end_at is None else f"{result.sse_end_at - result.posted_at:.1f} s"),
         ("capacity of the storage alone: `EventWriter` replaying the stored events from the bench process "
          "(batches of `flush_events`)",
          "n/a" if result.replay_events_per_s is None else f"{result.replay_events_per_s:,.0f} events/s"),
+        ("the same, one flush per run-sized batch: events per flush / flush ms p50 / p99 / flush time × the "
+         "run's flushes per second", "n/a" if not result.flush_ms else
+         f"{round(result.stored_rows / result.flushes)} / {percentile(result.flush_ms, .5):.1f} / "
+         f"{percentile(result.flush_ms, .99):.1f} / {_flush_share(result):.1%} of the time"),
         ("a second SSE client reading the finished run from `after=0` (raw bytes, `id:` lines counted)",
          "n/a" if result.catch_up_events_per_s is None else
          f"{result.catch_up_events_per_s:,.0f} events/s" + ("" if result.catch_up_complete else " (**incomplete**)")),
@@ -1016,7 +1166,8 @@ def cancel_table(runs: list[CancelRun], goal: float) -> str:
                                                                     if r.gone_after_s is not None])),
         ("the cancel request's response: median / max", spread([r.response_s for r in runs])),
         ("marked processes when the cancel was sent: min / max",
-         f"{min((r.processes_at_cancel for r in runs), default=0)} / {max((r.processes_at_cancel for r in runs), default=0)}"),
+         f"{min((r.processes_at_cancel for r in runs), default=0)} / "
+         f"{max((r.processes_at_cancel for r in runs), default=0)}"),
         ("`POST` execution → sleep task's `runner_on_start` stored: median / max",
          spread([r.to_task_start_s for r in runs])),
         (f"**over {goal:g} s, or not canceled** (execution ids)",
@@ -1103,10 +1254,11 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int
     api = Api(port, setup.token)
 
     database_name = database_url.rpartition("/")[2] if args.database is None else None
-    result = run_throughput(args, children, api, setup, port, calibration, reference, database_name)
+    result = run_throughput(args, children, api, setup, port, calibration, reference, database_name, prefix)
     result.catch_up_events_per_s, result.catch_up_complete = catch_up_rate(port, setup.token, result.execution_id,
                                                                            result.stored_rows)
-    result.replay_events_per_s = replay_rate(setup, result.execution_id)
+    result.replay_events_per_s, _ = replay(setup, result.execution_id, None)
+    _, result.flush_ms = replay(setup, result.execution_id, max(1, round(result.stored_rows / result.flushes)))
     cancels = run_cancels(args, children, api, setup) if args.cancels else []
     children.check_alive()
     errors = log_errors(children)

@@ -222,14 +222,17 @@ def test_a_project_playbook_runs_from_its_own_directory(tmp_path: Path) -> None:
     assert sorted(p.name for p in project.iterdir()) == ["site.yml", "tasks"]
 
 
-def test_secrets_are_typed_at_prompts_never_written_and_masked_in_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("vault_id", [None, "prod"], ids=["vault-password", "vault-id"])
+def test_secrets_are_typed_at_prompts_never_written_and_masked_in_output(tmp_path: Path, vault_id: str | None) -> None:
     vault_password, become_password = "vault-Pass-4711", "become-Pass-4712"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     (scratch / "ansible.cfg").write_text("")
     (scratch / "vault-pass").write_text(vault_password + "\n")
     encrypted = subprocess.run(
-        [command("ansible-vault"), "encrypt_string", "--vault-password-file", str(scratch / "vault-pass"),
+        [command("ansible-vault"), "encrypt_string",
+         *(["--vault-id", f"{vault_id}@{scratch / 'vault-pass'}"] if vault_id else
+           ["--vault-password-file", str(scratch / "vault-pass")]),
          "decrypted-value", "--name", "secret_var"],
         capture_output=True, text=True, check=True, env={**os.environ, "ANSIBLE_CONFIG": str(scratch / "ansible.cfg")},
     ).stdout
@@ -241,7 +244,7 @@ def test_secrets_are_typed_at_prompts_never_written_and_masked_in_output(tmp_pat
                 # A task that prints the secrets (made up while it runs: the playbook file does not hold them).
                 + "    - ansible.builtin.debug:\n        msg: \"{{ 'vault-Pass' ~ '-4711' }} {{ 'become-Pass' ~ '-4712' }}\"\n")
     run = Run(runs_dir, inventory=local_inventory("web1"), playbook_content=playbook,
-              vault_password=vault_password, become_password=become_password)
+              vault_password=vault_password, vault_id=vault_id, become_password=become_password)
     on_disk: list[str] = []
 
     def watch(event: RunEvent, directory: Path) -> None:

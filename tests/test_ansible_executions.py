@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from app.ansible.processes import processes_with_marker
+from app.ansible.processes import MARKER_ENV, processes_with_marker
 from app.core.config import PROJECT_ROOT
 from app.extensions import db
 from app.models import AnsibleExecution, AnsibleExecutionEvent
@@ -40,6 +42,9 @@ pytestmark = pytest.mark.timeout(180)
 LOCAL = f"ansible_connection=local ansible_python_interpreter={sys.executable}"
 INVENTORY = f"[web]\nweb1 {LOCAL}\nweb2 {LOCAL}\n"
 FINISHED = ("successful", "failed", "canceled", "timeout", "lost")
+# Worker names of this test session: their runs' markers carry them, and a worker starting up
+# ends the processes of its name, so another session's tests on the machine never meet ours.
+A1, A2 = (f"{name}-{uuid.uuid4().hex[:6]}" for name in ("a1", "a2"))
 
 
 def _play(*tasks: str, hosts: str = "web") -> str:
@@ -78,8 +83,8 @@ def processes(pg_app: Flask, postgres_url: str, tmp_path: Path, runs_dir: Path) 
 
 @pytest.fixture
 def ansible_worker(processes: Processes) -> Processes:
-    processes.worker("a1", "--pool=prefork", "--concurrency=2", "-O", "fair", queues="ansible")
-    wait_for_worker("a1")
+    processes.worker(A1, "--pool=prefork", "--concurrency=2", "-O", "fair", queues="ansible")
+    wait_for_worker(A1)
     return processes
 
 
@@ -144,7 +149,7 @@ def _sse(caller: Caller, execution_id: int, query: str = "", headers: dict | Non
 
 def _leftovers(runs_dir: Path) -> tuple[list[int], list[str]]:
     """Processes of this test's workers' runs (their markers name the worker), and private directories."""
-    processes = [pid for worker in ("a1", "a2") for pid in processes_with_marker(prefix=f"{MARKER_PREFIX}/{worker}@")]
+    processes = [pid for worker in (A1, A2) for pid in processes_with_marker(prefix=f"{MARKER_PREFIX}/{worker}@")]
     return processes, [p.name for p in runs_dir.iterdir()]
 
 
@@ -229,8 +234,8 @@ def test_cancel_ends_a_running_playbook_and_its_processes_and_keeps_the_output(
 def test_the_tenant_limit_queues_executions_and_a_queued_one_cancels_before_it_starts(
         processes: Processes, operator: Caller, runs_dir: Path) -> None:
     processes.env["ADMIN_MIT_ANSIBLE__MAX_CONCURRENT_PER_TENANT"] = "1"
-    processes.worker("a1", "--pool=prefork", "--concurrency=2", "-O", "fair", queues="ansible")
-    wait_for_worker("a1")
+    processes.worker(A1, "--pool=prefork", "--concurrency=2", "-O", "fair", queues="ansible")
+    wait_for_worker(A1)
     short = _play(_task("nap", "ansible.builtin.command: sleep 1"), hosts="web1")
     playbook, inventory = _playbook(operator, short), _inventory(operator)
     first, second, third = (_run(operator, playbook, inventory)["id"] for _ in range(3))
@@ -274,34 +279,43 @@ def test_a_redelivered_message_never_starts_a_second_run(ansible_worker: Process
     assert _execution(operator, execution_id)["event_count"] == done["event_count"]
 
 
-def test_a_worker_killed_mid_run_leaves_its_execution_lost_and_no_process(
-        processes: Processes, operator: Caller, runs_dir: Path) -> None:
-    processes.worker("a1", "--pool=prefork", "--concurrency=1", queues="ansible")
-    wait_for_worker("a1")
+def _run_on_a_worker_then_kill_it(processes: Processes, operator: Caller, runs_dir: Path) -> dict:
+    """Start a long run on worker a1, then SIGKILL the whole worker (main process and pool)."""
+    processes.worker(A1, "--pool=prefork", "--concurrency=1", queues="ansible")
+    wait_for_worker(A1)
     accepted = _run(operator, _playbook(operator, SLEEP), _inventory(operator))
     wait_for(lambda: _leftovers(runs_dir)[0], timeout=60, what="the run's processes")
-    processes.stop("a1", signal.SIGKILL)  # the whole worker: main process and pool
+    processes.stop(A1, signal.SIGKILL)
+    return accepted
 
-    # A worker starting under the same name ends what its predecessor left behind.
-    processes.worker("a1", "--pool=prefork", "--concurrency=1", queues="ansible")
-    done = _ended(operator, accepted["id"], timeout=60)
-    assert done["status"] == "lost" and "restarted" in done["reason"]
-    wait_for(lambda: not _leftovers(runs_dir)[0], timeout=15, what="no process of the run")
+
+def test_a_worker_killed_mid_run_leaves_its_execution_lost_and_no_process(
+        processes: Processes, operator: Caller, runs_dir: Path) -> None:
+    accepted = _run_on_a_worker_then_kill_it(processes, operator, runs_dir)
+    # The guard of the run sees its worker gone: it ends the run's processes and removes its directory.
+    wait_for(lambda: _leftovers(runs_dir) == ([], []), timeout=15, what="nothing left of the run")
+    # A process of the first worker's that outlived even that (here: one made up for the purpose) ...
+    orphan = subprocess.Popen(["sleep", "300"], start_new_session=True, env={
+        **os.environ, MARKER_ENV: f"{MARKER_PREFIX}/{A1}@{socket.gethostname()}/{accepted['id']}"})
+    try:
+        # ... and the execution are dealt with by the next worker to start under the same name.
+        processes.worker(A1, "--pool=prefork", "--concurrency=1", queues="ansible")
+        done = _ended(operator, accepted["id"], timeout=60)
+        assert done["status"] == "lost" and "restarted" in done["reason"]
+        assert orphan.wait(timeout=15) == -signal.SIGTERM
+    finally:
+        orphan.kill()
 
 
 def test_beat_marks_lost_an_execution_whose_worker_went_silent(
         processes: Processes, operator: Caller, runs_dir: Path) -> None:
-    processes.worker("a1", "--pool=prefork", "--concurrency=1", queues="ansible")
-    wait_for_worker("a1")
-    accepted = _run(operator, _playbook(operator, SLEEP), _inventory(operator))
-    wait_for(lambda: _leftovers(runs_dir)[0], timeout=60, what="the run's processes")
-    processes.stop("a1", signal.SIGKILL)
-    # Another worker (another name: no start-up reaping of a1's work) runs beat's housekeeping.
-    processes.worker("a2", "--pool=prefork", "--concurrency=1", queues="ansible")
+    accepted = _run_on_a_worker_then_kill_it(processes, operator, runs_dir)
+    # Another worker (another name: no start-up reaping of the first worker's work) runs beat's housekeeping.
+    processes.worker(A2, "--pool=prefork", "--concurrency=1", queues="ansible")
     processes.beat()
     done = _ended(operator, accepted["id"], timeout=60)
     assert done["status"] == "lost" and "no heartbeat" in done["reason"]
-    wait_for(lambda: not _leftovers(runs_dir)[0], timeout=15, what="no process of the run")
+    assert _leftovers(runs_dir) == ([], [])
 
 
 def test_two_beats_start_a_due_template_once(pg_app: Flask, operator: Caller) -> None:
@@ -351,7 +365,7 @@ def test_output_is_stored_in_full_for_a_run_of_many_events(ansible_worker: Proce
 def test_a_run_over_ssh_with_a_stored_key_and_a_wrong_key(
         processes: Processes, pg_api: Api, ssh_server: SshServer, runs_dir: Path) -> None:
     processes.env["ADMIN_MIT_ANSIBLE__KNOWN_HOSTS_FILE"] = str(ssh_server.known_hosts)
-    processes.worker("a1", "--pool=prefork", "--concurrency=1", queues="ansible")
+    processes.worker(A1, "--pool=prefork", "--concurrency=1", queues="ansible")
     tenant_id = make_tenant().id
     admin = pg_api.as_role(tenant_id, "admin")
     good = admin.post("/api/v1/ansible/credentials", json={
@@ -361,7 +375,7 @@ def test_a_run_over_ssh_with_a_stored_key_and_a_wrong_key(
         "name": "stranger", "kind": "ssh_key", "private_key": stranger_key}).json
     whoami = _play(_task("who", "ansible.builtin.command: id -un"), hosts="target")
     playbook, inventory = _playbook(admin, whoami), _inventory(admin, ssh_server.inventory_line("target") + "\n")
-    wait_for_worker("a1")
+    wait_for_worker(A1)
 
     done = _ended(admin, _run(admin, playbook, inventory, credential_ids=[good["id"]])["id"])
     assert done["status"] == "successful", done["reason"]
@@ -410,7 +424,7 @@ def test_a_pending_execution_whose_message_was_lost_is_published_again_by_beat(
     db.session.execute(AnsibleExecution.__table__.update().where(AnsibleExecution.id == accepted["id"])
                        .values(published_at=datetime.now(timezone.utc) - timedelta(minutes=1)))
     db.session.commit()
-    processes.worker("a1", "--pool=prefork", "--concurrency=1", queues="ansible")
+    processes.worker(A1, "--pool=prefork", "--concurrency=1", queues="ansible")
     processes.beat()
     done = _ended(operator, accepted["id"], timeout=60)
     assert done["status"] == "successful" and done["task_id"] == accepted["task_id"]

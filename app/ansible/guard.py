@@ -82,15 +82,19 @@ def main(argv: list[str]) -> int:
     owner = os.environ.get(OWNER_ENV, "")
     grace = float(os.environ.get(GRACE_ENV, "2"))
     child = subprocess.Popen([os.environ[PLAYBOOK_ENV], *argv])
-    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda signum, _frame: child.send_signal(signum))
     while True:
         try:
-            return child.wait(timeout=CHECK_EVERY_SECONDS)
+            code = child.wait(timeout=CHECK_EVERY_SECONDS)
         except subprocess.TimeoutExpired:
-            pass
+            code = None
         if owner and not owner_alive(owner):
+            # Also when ansible-playbook ended by itself (its terminal closed with the worker):
+            # nobody else is left to end the rest of the run and remove its directory.
             _end_run(grace)
+        if code is not None:
+            return code
 
 
 if __name__ == "__main__":

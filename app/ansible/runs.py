@@ -102,7 +102,10 @@ class RunRequest:
     ssh_key_passphrase: str | None = None
     ssh_password: str | None = None
     become_password: str | None = None
+    become_method: str | None = None   # ansible's --become-method / --become-user (a play's own keywords win)
+    become_user: str | None = None
     vault_password: str | None = None
+    vault_id: str | None = None        # the password is then asked for as --vault-id <id>@prompt
     job_timeout: float | None = None
     idle_timeout: float | None = None
     kill_grace_seconds: float = 2.0
@@ -215,8 +218,12 @@ class _Run:
             args.append("--ask-pass")
         if request.become_password:
             args.append("--ask-become-pass")
+        if request.become_method:
+            args += ["--become-method", request.become_method]
+        if request.become_user:
+            args += ["--become-user", request.become_user]
         if request.vault_password:
-            args.append("--ask-vault-pass")
+            args += ["--vault-id", f"{request.vault_id}@prompt"] if request.vault_id else ["--ask-vault-pass"]
         return shlex.join(args)
 
     def _passwords(self) -> dict[str, str]:
