@@ -1,10 +1,10 @@
 """``admin-mit up``: every part of the system as child processes of one command.
 
 After the CLI has applied migrations, starts the embedded Redis (when
-configured and not already running), a worker on every queue, beat, and the
-REST API (gunicorn on ``api.host:api.port``). Children get their own session,
+configured and not already running), a worker on every queue but ``ansible``, a
+playbook worker on ``ansible``, beat, and the REST API (gunicorn on ``api.host:api.port``). Children get their own session,
 so Ctrl-C reaches only this process, which stops them in order — the API (no
-new requests), beat, then the worker (a warm shutdown: running tasks finish),
+new requests), beat, then the workers (a warm shutdown: running tasks finish),
 then Redis (which saves its data) — and exits. If a child dies on its own, the
 rest are stopped too. A Redis that was already running is left running.
 """
@@ -42,11 +42,23 @@ def celery_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "celery_worker.celery", *args]
 
 
+# Playbook runs get a worker of their own: each holds a pool process for its whole length,
+# which would otherwise leave no process for probes and alerts.
+PLAYBOOK_QUEUE = "ansible"
+PLAYBOOK_CONCURRENCY = 2
+
+
 def worker_command(loglevel: str, concurrency: int | None = None) -> list[str]:
-    command = celery_command("worker", f"--loglevel={loglevel}", "-Q", ",".join(QUEUES))
+    queues = [queue for queue in QUEUES if queue != PLAYBOOK_QUEUE]
+    command = celery_command("worker", f"--loglevel={loglevel}", "-Q", ",".join(queues))
     if concurrency:
         command.append(f"--concurrency={concurrency}")
     return command
+
+
+def playbook_worker_command(loglevel: str) -> list[str]:
+    return celery_command("worker", f"--loglevel={loglevel}", "-Q", PLAYBOOK_QUEUE, "-n", "ansible@%h",
+                          f"--concurrency={PLAYBOOK_CONCURRENCY}", "-O", "fair")
 
 
 def beat_command(loglevel: str) -> list[str]:
@@ -70,7 +82,7 @@ def api_address(settings: Settings) -> str:
 
 @dataclass
 class Supervisor:
-    """Runs Redis (embedded default), a worker and beat as children; stops them in order."""
+    """Runs Redis (embedded default), the workers, beat and the API as children; stops them in order."""
 
     settings: Settings
     concurrency: int | None = None
@@ -101,6 +113,7 @@ class Supervisor:
                 log.info("embedded Redis started (pid %d) at %s", process.pid, self.settings.embedded_redis_socket)
         level = self.settings.app.log_level.lower()
         self._spawn("worker", worker_command(level, self.concurrency))
+        self._spawn("ansible-worker", playbook_worker_command(level))
         self._spawn("beat", beat_command(level))
         self._spawn("api", api_command(self.settings))
         address = api_address(self.settings)
@@ -134,9 +147,9 @@ class Supervisor:
         self._stopping = True
 
     def stop(self) -> None:
-        """The API and beat first (no new work), then the worker (running tasks finish), then Redis (saves)."""
+        """The API and beat first (no new work), then the workers (running tasks finish), then Redis (saves)."""
         self._stopping = True
-        for name in ("api", "beat", "worker", "redis"):
+        for name in ("api", "beat", "worker", "ansible-worker", "redis"):
             process = self.children.get(name)
             if process is None or process.poll() is not None:
                 continue

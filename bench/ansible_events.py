@@ -328,7 +328,9 @@ def run_references(tmp: Path, items: int) -> Reference:
 def end_reference_processes() -> None:
     from app.ansible.processes import end_process_groups, processes_with_marker
 
+    print(f"DEBUG end_reference {processes_with_marker(prefix=REFERENCE_MARKER)}", file=sys.stderr, flush=True)
     end_process_groups(processes_with_marker(prefix=REFERENCE_MARKER), 2.0)
+    print("DEBUG end_reference done", file=sys.stderr, flush=True)
 
 
 # --- setup -----------------------------------------------------------------------------------
@@ -1220,6 +1222,8 @@ def end_leftovers(prefix: str) -> None:
     from app.ansible.processes import end_process_groups, processes_with_marker
 
     left = processes_with_marker(prefix=prefix)
+    import os as _os
+    print(f"DEBUG end_leftovers {prefix} {left} own pgid {_os.getpgrp()} groups {[(_os.getpgid(p)) for p in left]}", file=sys.stderr, flush=True)
     if left:
         print(f"bench: ending {len(left)} leftover playbook processes ({prefix})", file=sys.stderr)
         end_process_groups(left, 2.0)
@@ -1301,13 +1305,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reference_child:
         return reference_child(*args.reference_child)
     # SIGTERM (timeout, CI) unwinds like Ctrl-C: worker, API, playbooks and the scratch database go too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    def _term(*_):
+        import traceback; traceback.print_stack(file=sys.stderr); print("DEBUG got SIGTERM", file=sys.stderr, flush=True)
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, _term)
     with tempfile.TemporaryDirectory(prefix="admin-mit-ansible-bench-") as tmp, contextlib.ExitStack() as stack:
         try:
             return run(args, Path(tmp), stack)
         except BenchError as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 2
+        except BaseException as exc:
+            print(f"DEBUG unwinding {exc!r}", file=sys.stderr, flush=True)
+            raise
 
 
 if __name__ == "__main__":
