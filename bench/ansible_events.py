@@ -13,7 +13,9 @@ process groups:
     celery -A celery_worker.celery worker -Q ansible --pool=prefork --concurrency=2 -O fair -n bench-ansible-<pid>@%h
     gunicorn … wsgi:app          (app.runner.api_command: 2 processes × 8 threads, on a free loopback port)
 
-Every request the benchmark makes goes over HTTP to that API with the token.
+(The worker's name carries the benchmark's pid: a worker starting under a name ends the
+playbook processes of any earlier worker of that name, so two benchmarks on one machine
+must not share it.) Every request the benchmark makes goes over HTTP to that API with the token.
 
 1. **Calibration**: plain ``ansible_runner.run`` (no code of ours) of the loop playbook with
    5 and 10 items gives the events per loop item and the fixed events of the playbook, and
@@ -26,8 +28,14 @@ Every request the benchmark makes goes over HTTP to that API with the token.
    (``http.client``, one thread of this process) following ``/stream?after=0`` while it runs,
    the execution row polled every 0.1 s (``event_count`` is written with each batch of rows),
    and the worker's processes sampled every 0.5 s (RSS, PSS from ``smaps_rollup``, CPU).
+   The main ``ansible-playbook`` process's scheduler state is sampled every 50 ms (running, or
+   where it sleeps: ``wait_woken`` would be a write to a full pty, i.e. our reader falling
+   behind), for the reference runs too, with the whole machine's busy cores (/proc/stat).
    Afterwards the stored rows are read: count, seq 1..N without a gap, per event type, against
-   the reference's and the calibration's count.
+   the reference's and the calibration's count, and each SSE event against its row. Then, as
+   a ceiling for the storage: the stored events written again by ``EventWriter`` in this
+   process (bursts of ``flush_events``, and batches the size of the run's flushes, timed), and
+   a second SSE client reading the finished run from ``after=0``.
 4. **Cancel**: ``--cancels`` executions, one after the other, of a playbook whose one task is
    ``command: sleep 300``. Once the task's ``runner_on_start`` event is stored, ``POST
    …/cancel``; latency is from just before that request until the execution reads
@@ -37,8 +45,8 @@ Every request the benchmark makes goes over HTTP to that API with the token.
 Exit status: 0 clean; 1 an event was lost, an SSE client missed or doubled one, or a cancel
 took longer than ``--cancel-goal`` or did not end as ``canceled``; 2 the benchmark could not run.
 
-    .venv/bin/python bench/ansible_events.py                 # 20,000 events, 20 cancels: about 6 minutes
-    .venv/bin/python bench/ansible_events.py --quick         # 2,000 events, 3 cancels: about 1.5 minutes
+    .venv/bin/python bench/ansible_events.py                 # 20,000 events, 20 cancels: about 5.5 minutes
+    .venv/bin/python bench/ansible_events.py --quick         # 2,000 events, 3 cancels: about 1 minute
     .venv/bin/python bench/ansible_events.py --skip-reference --json results.json
 """
 
@@ -206,6 +214,7 @@ def reference_child(mode: str, directory: str, items: str) -> int:
 
         request = RunRequest(runs_dir=path, name="reference", marker=os.environ["ADMIN_MIT_ANSIBLE_RUN"],
                              inventory=inventory_text(), playbook_content=LOOP_PLAYBOOK.format(items=int(items)))
+
         def on_event(event: Any) -> None:
             counts[event.event] += 1
             created.append(event.created.timestamp())
@@ -218,8 +227,9 @@ def reference_child(mode: str, directory: str, items: str) -> int:
 
 
 def _run_reference(command: list[str], env: dict[str, str], cwd: Path, log: Path,
-                   timeout: float) -> tuple[float, float, int]:
-    """Run ``command`` to its end in a session of its own: (wall s, CPU s of it and its children, rc)."""
+                   timeout: float) -> tuple[float, float, int, float]:
+    """Run ``command`` to its end in a session of its own: (wall s, CPU s of it and its children,
+    rc, cores the whole machine kept busy meanwhile)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy_before = machine_busy_ticks()
     began = time.monotonic()
@@ -236,12 +246,7 @@ def _run_reference(command: list[str], env: dict[str, str], cwd: Path, log: Path
     wall = time.monotonic() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    global LAST_MACHINE_CORES
-    LAST_MACHINE_CORES = (machine_busy_ticks() - busy_before) / CLOCK_TICKS / wall
-    return wall, cpu, rc
-
-
-LAST_MACHINE_CORES = 0.0  # cores the whole machine kept busy during the last reference run
+    return wall, cpu, rc, (machine_busy_ticks() - busy_before) / CLOCK_TICKS / wall
 
 
 def _child_run(tmp: Path, mode: str, items: int, timeout: float) -> dict[str, Any]:
@@ -253,7 +258,7 @@ def _child_run(tmp: Path, mode: str, items: int, timeout: float) -> dict[str, An
     log = tmp / f"reference-{mode}-{items}.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--reference-child", mode, str(directory), str(items)]
     with PlaybookStates(env["ADMIN_MIT_ANSIBLE_RUN"]) as states:
-        wall, cpu, rc = _run_reference(command, env, ROOT, log, timeout)
+        wall, cpu, rc, machine_cores = _run_reference(command, env, ROOT, log, timeout)
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("{")]
     if rc != 0 or not lines:
         raise BenchError(f"the {mode} reference run failed ({rc}):\n{tail(log)}")
@@ -262,7 +267,7 @@ def _child_run(tmp: Path, mode: str, items: int, timeout: float) -> dict[str, An
         raise BenchError(f"the {mode} reference run ended {found['status']} ({found['rc']}):\n{tail(log)}")
     # The run's own time (the child's imports and start-up left out); CPU is the whole child's.
     return {"wall_s": found["seconds"], "process_wall_s": wall, "cpu_s": cpu, "events": Counter(found["events"]),
-            "tenths": found.get("tenths") or [], "machine_cores": LAST_MACHINE_CORES, "states": states.shares()}
+            "tenths": found.get("tenths") or [], "machine_cores": machine_cores, "states": states.shares()}
 
 
 @dataclass
@@ -311,9 +316,9 @@ def run_references(tmp: Path, items: int) -> Reference:
     print(f"reference: ansible-playbook with {items:,} items …", file=sys.stderr)
     env = _reference_env(directory)
     with PlaybookStates(env["ADMIN_MIT_ANSIBLE_RUN"]) as states:
-        wall, cpu, rc = _run_reference([command("ansible-playbook"), "-i", str(directory / "inventory" / "hosts"),
-                                        str(directory / "project" / "main.yml")], env, directory, log, timeout)
-    playbook_cores = LAST_MACHINE_CORES
+        playbook = [command("ansible-playbook"), "-i", str(directory / "inventory" / "hosts"),
+                    str(directory / "project" / "main.yml")]
+        wall, cpu, rc, playbook_cores = _run_reference(playbook, env, directory, log, timeout)
     if rc != 0:
         raise BenchError(f"plain ansible-playbook exited {rc}:\n{tail(log)}")
     printed = sum(1 for line in log.read_text(errors="replace").splitlines()
@@ -328,9 +333,7 @@ def run_references(tmp: Path, items: int) -> Reference:
 def end_reference_processes() -> None:
     from app.ansible.processes import end_process_groups, processes_with_marker
 
-    print(f"DEBUG end_reference {processes_with_marker(prefix=REFERENCE_MARKER)}", file=sys.stderr, flush=True)
     end_process_groups(processes_with_marker(prefix=REFERENCE_MARKER), 2.0)
-    print("DEBUG end_reference done", file=sys.stderr, flush=True)
 
 
 # --- setup -----------------------------------------------------------------------------------
@@ -1136,7 +1139,7 @@ def throughput_table(result: Throughput, reference: Reference | None) -> str:
         ("worker PSS max, MiB: main / largest pool process / main + pool",
          f"{_mib(result.peak_kib.get('worker main pss'))} / {_mib(result.peak_kib.get('pool process pss'))} / "
          f"{_mib(result.peak_kib.get('worker pss'))}"),
-        ("playbook processes (ansible-playbook and its forks) RSS max, MiB",
+        ("playbook processes (app.ansible.guard, ansible-playbook and its forks) RSS max, MiB",
          _mib(result.peak_kib.get("ansible rss"))),
         ("CPU seconds during the run: ansible / worker / API / PostgreSQL / Redis / bench",
          " / ".join(f"{cpu.get(role, 0):.1f}" for role in ("ansible", "worker", "api", "postgres", "redis", "bench"))),
@@ -1222,8 +1225,6 @@ def end_leftovers(prefix: str) -> None:
     from app.ansible.processes import end_process_groups, processes_with_marker
 
     left = processes_with_marker(prefix=prefix)
-    import os as _os
-    print(f"DEBUG end_leftovers {prefix} {left} own pgid {_os.getpgrp()} groups {[(_os.getpgid(p)) for p in left]}", file=sys.stderr, flush=True)
     if left:
         print(f"bench: ending {len(left)} leftover playbook processes ({prefix})", file=sys.stderr)
         end_process_groups(left, 2.0)
@@ -1234,13 +1235,15 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int
     worker_name = f"bench-ansible-{os.getpid()}@{socket.gethostname()}"
     os.environ.update({"ADMIN_MIT_ANSIBLE__RUNS_DIR": str(tmp / "runs"), "ADMIN_MIT_API__HOST": "127.0.0.1",
                        "ADMIN_MIT_API__PORT": str(port)})
+    # execution_runs.marker_prefix(worker_name); the app is not imported before its environment is set.
     prefix = f"admin-mit/{worker_name}/"
-    stack.callback(lambda: end_leftovers(prefix))  # after the children are stopped, too
+    stack.callback(end_leftovers, prefix)  # after the children are stopped, too
     children, database_url = start_bench_app(args, tmp, stack)
     from app.services.execution_runs import marker_prefix
 
-    prefix = marker_prefix(worker_name)
-    stack.callback(lambda: end_leftovers(prefix))  # before the worker is stopped
+    if marker_prefix(worker_name) != prefix:
+        raise BenchError(f"the runs' marker is {marker_prefix(worker_name)!r}, not {prefix!r}")
+    stack.callback(end_leftovers, prefix)  # before the worker is stopped
     stack.callback(end_reference_processes)
     load_before = os.getloadavg()[0]
 
@@ -1305,19 +1308,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reference_child:
         return reference_child(*args.reference_child)
     # SIGTERM (timeout, CI) unwinds like Ctrl-C: worker, API, playbooks and the scratch database go too.
-    def _term(*_):
-        import traceback; traceback.print_stack(file=sys.stderr); print("DEBUG got SIGTERM", file=sys.stderr, flush=True)
-        sys.exit(143)
-    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="admin-mit-ansible-bench-") as tmp, contextlib.ExitStack() as stack:
         try:
             return run(args, Path(tmp), stack)
         except BenchError as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 2
-        except BaseException as exc:
-            print(f"DEBUG unwinding {exc!r}", file=sys.stderr, flush=True)
-            raise
 
 
 if __name__ == "__main__":

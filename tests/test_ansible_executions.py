@@ -414,6 +414,11 @@ def test_the_cli_streams_a_run_and_exits_with_its_status(ansible_worker: Process
     shown = admin_mit("execution", "show", execution_id, "--tenant", tenant)
     assert shown.returncode == 0 and shown.stdout.startswith(f"execution {execution_id}: failed")
     assert "web1\t0\t0\t1\t0" in shown.stdout  # ok, changed, failed, unreachable
+    listed = admin_mit("execution", "list", "--tenant", tenant, "--status", "failed").stdout.splitlines()
+    assert [line.split("\t")[:3] for line in listed[1:]] == [[execution_id, "failed", "boom"]]
+    again = admin_mit("execution", "cancel", execution_id, "--tenant", tenant)
+    assert again.returncode == 1
+    assert again.stderr.strip() == f"admin-mit: error: execution {execution_id} has already ended (failed)"
 
 
 def test_a_pending_execution_whose_message_was_lost_is_published_again_by_beat(

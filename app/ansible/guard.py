@@ -32,12 +32,15 @@ CHECK_EVERY_SECONDS = 0.5
 
 
 def start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (field 22 of /proc/<pid>/stat), None if it is gone."""
+    """The kernel's start time of ``pid`` (field 22 of /proc/<pid>/stat), None if it is gone.
+
+    A zombie is gone too: a killed worker process stays one for as long as nobody reaps it
+    (its parent died with it, and in a container process 1 may never do it)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def owner_token(pid: int | None = None) -> str:
