@@ -4,7 +4,7 @@ memory, and how fast a cancel ends a run.
 
 Setup (the infrastructure of ``bench/probe_throughput.py``): a scratch PostgreSQL database
 (``ADMIN_MIT_TEST_POSTGRES_URL``, dropped at the end), Redis database ``--redis-db``
-(default 10, **flushed at start**), a temporary instance directory and runs directory. One
+(default 10, **flushed at the start and the end**), a temporary instance directory and runs directory. One
 tenant, an operator and an API token for it, a text inventory with one host
 (``localhost ansible_connection=local ansible_python_interpreter=<this Python>``) and two
 stored playbooks, all through the service layer. Then, as child processes in their own
@@ -155,7 +155,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="SQLAlchemy URL to use as is, or 'sqlite' for a temporary SQLite file "
                              "(default: a scratch PostgreSQL database, dropped at the end)")
     parser.add_argument("--redis-db", type=int, default=10,
-                        help="Redis database for broker and cache, flushed at start (default: %(default)s)")
+                        help="Redis database for broker and cache, flushed at the start and the end "
+                             "(default: %(default)s)")
     parser.add_argument("--log-level", choices=("warning", "info"), default="warning",
                         help="the worker's --loglevel (default: %(default)s)")
     parser.add_argument("--reference-child", nargs=3, metavar=("MODE", "DIR", "ITEMS"), help=argparse.SUPPRESS)
@@ -1230,6 +1231,15 @@ def end_leftovers(prefix: str) -> None:
         end_process_groups(left, 2.0)
 
 
+def flush_redis() -> None:
+    if "app.core.redis_client" not in sys.modules:
+        return  # the app never started
+    from app.core.redis_client import get_redis
+
+    with contextlib.suppress(Exception):
+        get_redis().flushdb()
+
+
 def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int:
     port = free_port()
     worker_name = f"bench-ansible-{os.getpid()}@{socket.gethostname()}"
@@ -1237,6 +1247,7 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int
                        "ADMIN_MIT_API__PORT": str(port)})
     # execution_runs.marker_prefix(worker_name); the app is not imported before its environment is set.
     prefix = f"admin-mit/{worker_name}/"
+    stack.callback(flush_redis)  # last: the run's streams and the broker's keys, once everything has stopped
     stack.callback(end_leftovers, prefix)  # after the children are stopped, too
     children, database_url = start_bench_app(args, tmp, stack)
     from app.services.execution_runs import marker_prefix

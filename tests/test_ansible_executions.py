@@ -29,13 +29,15 @@ from app.ansible.processes import MARKER_ENV, processes_with_marker
 from app.core.config import PROJECT_ROOT
 from app.extensions import db
 from app.models import AnsibleExecution, AnsibleExecutionEvent
-from app.services import ansible_schedules
+from app.services import ansible_executions, ansible_schedules
 from app.services.execution_runs import MARKER_PREFIX
 from app.services.task_queue import RUN_EXECUTION, Message, publish
 from tests.api import Api, Caller
 from tests.conftest import make_tenant, wait_for
 from tests.pipeline import Processes, wait_for_worker
+from tests.servers import PrivatePostgres
 from tests.sshd import SshServer, ssh_server  # noqa: F401  (the module's sshd)
+from tests.test_pipeline_outages import private_postgres  # noqa: F401  (a PostgreSQL of the test's own)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -444,3 +446,55 @@ def test_a_playbook_with_an_execution_that_has_not_ended_cannot_be_deleted(pg_ap
     assert operator.delete(f"/api/v1/ansible/playbooks/{playbook}").status_code == 204
     kept = _execution(operator, execution["id"])
     assert kept["status"] == "canceled" and kept["playbook_name"] == "site" and kept["playbook_id"] is None
+
+
+def test_postgres_stopped_mid_run_loses_no_event(private_postgres: tuple[PrivatePostgres, Flask],
+                                                 tmp_path: Path) -> None:
+    """The database goes away for a few seconds while a run prints: the run goes on, its events
+    wait in the worker and are all stored, in order, once the database is back."""
+    from app.services import ansible_inventories, ansible_playbooks
+    from app.services.ansible_templates import RunOptions
+
+    server, _ = private_postgres
+    tenant_id = make_tenant().id
+    steps = _play(_task("tick", "ansible.builtin.command: sleep 0.3\n      loop: \"{{ range(30) | list }}\""),
+                  hosts="web1")
+    playbook = ansible_playbooks.create_playbook(tenant_id, {"name": "ticks", "source": "content", "content": steps})
+    inventory = ansible_inventories.create_inventory(tenant_id, {"name": "lab", "kind": "text", "format": "ini",
+                                                                 "content": INVENTORY})
+    processes = Processes({**os.environ, "ADMIN_MIT_DATABASE__URL": server.url,
+                           "ADMIN_MIT_ANSIBLE__RUNS_DIR": str(tmp_path / "runs"),
+                           "ADMIN_MIT_ANSIBLE__HEARTBEAT_SECONDS": "1"}, tmp_path)
+    try:
+        processes.worker(A1, "--pool=prefork", "--concurrency=1", queues="ansible")
+        wait_for_worker(A1)
+        execution = ansible_executions.create(tenant_id, None, playbook.id, inventory.id, [], RunOptions())
+        execution_id = execution.id
+
+        def stored() -> int:
+            count = db.session.scalar(select(func.count()).select_from(AnsibleExecutionEvent)
+                                      .where(AnsibleExecutionEvent.execution_id == execution_id))
+            db.session.rollback()
+            return count or 0
+
+        wait_for(lambda: stored() >= 8, timeout=60, what="the first events stored")
+        db.session.remove()
+        db.engine.dispose()
+        server.stop()
+        time.sleep(4)  # a dozen loop items finish meanwhile
+        server.start()
+        done = wait_for(lambda: (row := db.session.get(AnsibleExecution, execution_id)) is not None
+                        and db.session.refresh(row) is None and row.status in FINISHED and row, timeout=90,
+                        what="the run to end")
+    finally:
+        processes.stop_all()
+    assert done.status == "successful", done.reason
+    seqs = list(db.session.scalars(select(AnsibleExecutionEvent.seq)
+                                   .where(AnsibleExecutionEvent.execution_id == execution_id)
+                                   .order_by(AnsibleExecutionEvent.seq)))
+    assert seqs == list(range(1, done.event_count + 1))
+    items = db.session.scalar(select(func.count()).select_from(AnsibleExecutionEvent)
+                              .where(AnsibleExecutionEvent.execution_id == execution_id,
+                                     AnsibleExecutionEvent.event == "runner_item_on_ok"))
+    assert items == 30
+    assert "events wait for the database" in processes.log(A1)

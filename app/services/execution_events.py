@@ -41,6 +41,9 @@ STREAM_EVENT_MAX_BYTES = 16 * 1024
 PAGE_SIZE = 1000
 # Events a worker keeps while the database refuses them, before it gives the run up.
 MAX_UNWRITTEN = 100_000
+RETRY_SECONDS = 1.0
+# When the run has ended, how long the worker keeps trying to store what is left.
+CLOSE_PATIENCE_SECONDS = 60.0
 
 
 def event_fields(row: AnsibleExecutionEvent | dict[str, Any]) -> dict[str, Any]:
@@ -73,21 +76,24 @@ class EventWriter:
         self._batch = settings.flush_events
         self._buffer: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
+        self._retry_at = 0.0
         self.written = 0
 
     def add(self, event: RunEvent) -> None:
         self._buffer.append(_row(self.execution_id, event))
-        if len(self._buffer) >= self._batch:
+        if len(self._buffer) >= self._batch and time.monotonic() >= self._retry_at:
             self.flush()
 
     def tick(self) -> None:
         """Flush what waits if the interval has passed (called while the run is quiet too)."""
-        if self._buffer and time.monotonic() - self._last_flush >= self._interval:
+        if self._buffer and time.monotonic() - self._last_flush >= self._interval \
+                and time.monotonic() >= self._retry_at:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write what waits; False if the database refused it (kept, tried again a second later)."""
         if not self._buffer:
-            return
+            return True
         rows = self._buffer
         try:
             db.session.execute(insert(AnsibleExecutionEvent), rows)
@@ -102,11 +108,21 @@ class EventWriter:
             log.warning("execution %d: %d events wait for the database", self.execution_id, len(rows),
                         exc_info=log.isEnabledFor(logging.DEBUG))
             self._last_flush = time.monotonic()
-            return
+            self._retry_at = self._last_flush + RETRY_SECONDS
+            return False
         self._buffer = []
         self._last_flush = time.monotonic()
         self.written = rows[-1]["seq"]
         _publish(self.execution_id, rows)
+        return True
+
+    def close(self, patience_seconds: float = CLOSE_PATIENCE_SECONDS) -> int:
+        """Write the rest once the run has ended, trying for a while if the database is away;
+        returns how many events could not be stored (the ending says so)."""
+        deadline = time.monotonic() + patience_seconds
+        while not self.flush() and time.monotonic() < deadline:
+            time.sleep(RETRY_SECONDS)
+        return len(self._buffer)
 
 
 def _publish(execution_id: int, rows: list[dict[str, Any]]) -> None:
@@ -168,11 +184,11 @@ def follow(execution_id: int, after: int, block_ms: int = 5000,
     """
     last = after
     while deadline is None or time.monotonic() < deadline:
-        rows = page(execution_id, last)
-        db.session.rollback()
-        for row in rows:
-            last = row.seq
-            yield Followed(row.seq, event_fields(row))
+        rows = [(row.seq, event_fields(row)) for row in page(execution_id, last)]
+        db.session.rollback()  # no transaction stays open between pages (the fields are read already)
+        for seq, fields in rows:
+            last = seq
+            yield Followed(seq, fields)
         if len(rows) == PAGE_SIZE:
             continue
         status, count = _state(execution_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from app.ansible.runs import RunOutcome, RunRequest, run_playbook
@@ -46,8 +47,11 @@ def run(execution_id: int, worker: str) -> str | None:
     watch = _Watch(execution_id, worker)
     try:
         outcome = run_playbook(request, on_event=watch.add, should_cancel=watch.should_cancel)
-        watch.writer.flush()
+        unwritten = watch.writer.close()
         ending = _ending(outcome, watch)
+        if unwritten:
+            ending = replace(ending, reason=f"{ending.reason or ending.status}; the last {unwritten} events "
+                                            f"could not be stored (the database did not answer)")
     except Exception as exc:
         log.exception("execution %d failed in the worker", execution_id)
         db.session.rollback()
