@@ -132,6 +132,14 @@ def test_a_cycle_of_groups_is_refused_naming_its_path(team: dict[str, Caller]) -
     assert operator.get(f"{API}/groups/{a['id']}").json["description"] == ""
 
 
+def test_variables_may_be_given_as_yaml_text(team: dict[str, Caller]) -> None:
+    host = created(team["operator"].post(f"{API}/hosts", json={
+        "name": "web1", "variables": "http_port: 8080\ntiers: [front, edge]\nsince: 2024-01-01\n"}))
+    assert host["variables"] == {"http_port": 8080, "tiers": ["front", "edge"], "since": "2024-01-01"}
+    group = created(team["operator"].post(f"{API}/groups", json={"name": "web", "variables": '{"proxy": "on"}'}))
+    assert group["variables"] == {"proxy": "on"}
+
+
 @pytest.mark.parametrize(("path", "body", "field", "says"), [
     ("hosts", {"name": "web 1"}, "name", "no spaces"),
     ("hosts", {"name": "w", "variables": {"http-port": 80}}, "variables", "not a valid Ansible variable name"),
@@ -144,6 +152,9 @@ def test_a_cycle_of_groups_is_refused_naming_its_path(team: dict[str, Caller]) -
     ("groups", {"name": "all"}, "name", "Ansible's own group"),
     ("groups", {"name": "web-servers"}, "name", "letters, digits and _"),
     ("groups", {"name": "g", "variables": {"ansible_become_pass": "x"}}, "variables", "credential"),
+    ("hosts", {"name": "w", "variables": "http_port: [80,\n"}, "variables", "line 2: not YAML"),
+    ("hosts", {"name": "w", "variables": "- 80\n"}, "variables", "must hold a mapping"),
+    ("groups", {"name": "g", "variables": "ansible_password: hunter2\n"}, "variables", "credential"),
 ])
 def test_bad_hosts_and_groups_are_refused_with_the_field(team: dict[str, Caller], path: str, body: dict[str, Any],
                                                          field: str, says: str) -> None:

@@ -17,7 +17,9 @@ import re
 from collections import deque
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+import yaml
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from sqlalchemy import Integer, cast, delete, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
@@ -91,7 +93,29 @@ def check_variables(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Variables = Annotated[dict[str, Any], AfterValidator(check_variables)]
+def _variables_from_text(value: Any) -> Any:
+    """Variables may also be given as YAML (or JSON) text holding a mapping, as in host_vars files."""
+    if not isinstance(value, str):
+        return value
+    if len(value) > MAX_VARIABLES_BYTES:
+        raise ValueError(f"at most {MAX_VARIABLES_BYTES // 1024} KiB of variables")
+    try:
+        loaded = yaml.safe_load(value) if value.strip() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ValueError(f"{where}not YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError("YAML text must hold a mapping of variable names to values")
+    # YAML's dates and times become text, as JSON (what the variables are stored as) has none.
+    return json.loads(json.dumps(loaded, default=str))
+
+
+Variables = Annotated[
+    dict[str, Any], BeforeValidator(_variables_from_text), AfterValidator(check_variables),
+    WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "string", "description": "YAML or JSON text of a mapping"}]},
+                   mode="validation"),
+]
 
 
 def _host_name(value: str) -> str:
