@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -30,6 +31,7 @@ from app.core.config import PROJECT_ROOT
 from app.extensions import db
 from app.models import AnsibleExecution, AnsibleExecutionEvent
 from app.services import ansible_executions, ansible_schedules
+from app.services.execution_events import STREAM_KEY
 from app.services.execution_runs import MARKER_PREFIX
 from app.services.task_queue import RUN_EXECUTION, Message, publish
 from tests.api import Api, Caller
@@ -156,7 +158,7 @@ def _leftovers(runs_dir: Path) -> tuple[list[int], list[str]]:
 
 
 def test_a_run_reports_per_host_results_and_its_output_pages_and_streams_in_order(
-        ansible_worker: Processes, operator: Caller, runs_dir: Path) -> None:
+        ansible_worker: Processes, operator: Caller, runs_dir: Path, redis_client: redis.Redis) -> None:
     accepted = _run(operator, _playbook(operator, HELLO), _inventory(operator))
     assert accepted["status"] == "pending" and accepted["task_id"]
 
@@ -178,6 +180,9 @@ def test_a_run_reports_per_host_results_and_its_output_pages_and_streams_in_orde
     resumed = _sse(operator, accepted["id"], headers={"Last-Event-ID": "5"})
     assert [int(i) for i, _ in resumed[:-1]] == list(range(6, done["event_count"] + 1))
     assert _sse(operator, accepted["id"], f"?after={done['event_count']}") == [("end", streamed[-1][1])]
+    # Redis lost the live stream (a restart without persistence): the stored events are served instead.
+    assert redis_client.delete(STREAM_KEY.format(accepted["id"])) == 1
+    assert _sse(operator, accepted["id"]) == streamed
     assert _leftovers(runs_dir) == ([], [])
 
 
