@@ -50,7 +50,10 @@ class Processes:
         return process
 
     def worker(self, name: str, *options: str, queues: str = "network_probes") -> subprocess.Popen[bytes]:
-        return self._start(name, ["worker", "--loglevel=info", "-Q", queues, "-n", f"{name}@%h", *options])
+        # Without mingle (a second of "searching for neighbors" at every start) and gossip:
+        # neither is part of what these tests check, and workers still answer inspect.
+        return self._start(name, ["worker", "--loglevel=info", "-Q", queues, "-n", f"{name}@%h",
+                                  "--without-mingle", "--without-gossip", *options])
 
     def beat(self, name: str = "beat") -> subprocess.Popen[bytes]:
         return self._start(name, ["beat", "--loglevel=info", "-s", str(self.directory / f"{name}-schedule")])

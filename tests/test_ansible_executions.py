@@ -261,15 +261,14 @@ def test_the_tenant_limit_queues_executions_and_a_queued_one_cancels_before_it_s
     assert _execution(operator, third)["started_at"] is None
 
 
-@pytest.mark.parametrize("options, reason", [
-    ({"timeout_seconds": 3}, "job timeout"),
-    ({"idle_timeout_seconds": 2}, "no output"),
-], ids=["job", "idle"])
-def test_timeouts_end_the_run_and_its_processes(ansible_worker: Processes, operator: Caller, runs_dir: Path,
-                                               options: dict, reason: str) -> None:
-    done = _ended(operator, _run(operator, _playbook(operator, SLEEP), _inventory(operator), **options)["id"],
-                  timeout=40)
-    assert done["status"] == "timeout" and reason in done["reason"], done["reason"]
+def test_job_and_idle_timeouts_end_the_run_and_its_processes(ansible_worker: Processes, operator: Caller,
+                                                             runs_dir: Path) -> None:
+    playbook, inventory = _playbook(operator, SLEEP), _inventory(operator)
+    job = _run(operator, playbook, inventory, timeout_seconds=3)["id"]  # the two run side by side
+    idle = _run(operator, playbook, inventory, idle_timeout_seconds=2)["id"]
+    for execution_id, reason in ((job, "job timeout after 3 s"), (idle, "no output for 2 s")):
+        done = _ended(operator, execution_id, timeout=40)
+        assert done["status"] == "timeout" and reason in done["reason"], done["reason"]
     assert _leftovers(runs_dir) == ([], [])
 
 

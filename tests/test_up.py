@@ -249,9 +249,10 @@ def test_up_runs_probes_stops_on_ctrl_c_and_restarts_with_its_data(instance: Ins
     assert instance.results() > first_run >= 3
 
 
-def test_the_readme_first_alert_arrives_by_email_and_resolves(instance: Instance) -> None:
+def test_the_readme_first_alert_and_first_playbook_run(instance: Instance) -> None:
     """README's "A first alert": a target, a probe, an email channel to a local mail server,
-    a rule, the target stopped — the mail arrives; the target back — the resolution follows."""
+    a rule, the target stopped — the mail arrives; the target back — the resolution follows.
+    Then, under the same `up`, README's "A first playbook run", its commands as written."""
     instance.admin_mit("db", "upgrade")
     instance.admin_mit("tenant", "add", "demo")
     smtp_port, target_port = free_port(), free_port()
@@ -295,6 +296,7 @@ def test_the_readme_first_alert_arrives_by_email_and_resolves(instance: Instance
         wait_until(lambda: "Subject: [RESOLVED] shop is up again" in mail_log.read_text(errors="replace"),
                    "the resolved mail", up, lambda: instance.log("up.log") + mail_log.read_text(errors="replace"))
         assert mail_log.read_text(errors="replace").count("Subject: [FIRING]") == 1
+        _first_playbook_run(instance)
         assert ctrl_c(up) == 0
         assert "Traceback" not in instance.log("up.log")
     finally:
@@ -311,28 +313,17 @@ def _readme_block(heading: str) -> str:
     return section.split("```bash\n", 1)[1].split("```", 1)[0]
 
 
-def test_the_readme_first_playbook_run_prints_its_output(instance: Instance) -> None:
-    """README's "A first playbook run", its commands as written, from a directory like the project's
-    (its `.venv` and `config`), against `admin-mit up`: the run's output is printed and it exits 0."""
-    instance.admin_mit("db", "upgrade")
-    instance.admin_mit("tenant", "add", "demo")
+def _first_playbook_run(instance: Instance) -> None:
+    """README's "A first playbook run", as written, from a directory like the project's (its
+    `.venv` and `config`): the run's output is printed and the command exits 0."""
     work = instance.dir / "work"
     work.mkdir()
     for name in (".venv", "config"):
         (work / name).symlink_to(PROJECT_ROOT / name)
-    up = instance.spawn(["up", "--concurrency", "1"], "up.log")
-    try:
-        wait_until(lambda: " ready." in instance.log("up.log"), "the worker running", up,
-                   lambda: instance.log("up.log"))
-        done = subprocess.run(["bash", "-e", "-c", _readme_block("A first playbook run")], cwd=work, env=instance.env,
-                              capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "TASK [ansible.builtin.debug]" in done.stdout
-        assert 'ok: [localhost] => {\n    "msg": "hello from localhost"\n}' in done.stdout
-        assert re.search(r"localhost\s+: ok=1\s+changed=0\s+unreachable=0\s+failed=0", done.stdout)
-        assert done.stderr.splitlines()[-1].endswith("successful")
-        assert ctrl_c(up) == 0
-    finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
+    done = subprocess.run(["bash", "-e", "-c", _readme_block("A first playbook run")], cwd=work, env=instance.env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "TASK [ansible.builtin.debug]" in done.stdout
+    assert 'ok: [localhost] => {\n    "msg": "hello from localhost"\n}' in done.stdout
+    assert re.search(r"localhost\s+: ok=1\s+changed=0\s+unreachable=0\s+failed=0", done.stdout)
+    assert done.stderr.splitlines()[-1].endswith("successful")
