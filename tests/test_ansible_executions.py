@@ -426,6 +426,22 @@ def test_the_cli_streams_a_run_and_exits_with_its_status(ansible_worker: Process
     assert again.returncode == 1
     assert again.stderr.strip() == f"admin-mit: error: execution {execution_id} has already ended (failed)"
 
+    # Ctrl-C while a run goes on cancels it, and the command exits with the canceled status.
+    _playbook(operator, SLEEP, name="nap")
+    following = subprocess.Popen([sys.executable, "-m", "app", "run", "nap", "--inventory", "lab", "--tenant", tenant],
+                                 cwd=PROJECT_ROOT, env=ansible_worker.env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    try:
+        for line in following.stdout:  # type: ignore[union-attr]
+            if line.startswith("TASK [long]"):
+                break
+        following.send_signal(signal.SIGINT)
+        out, err = following.communicate(timeout=60)
+    finally:
+        following.kill()
+    assert following.returncode == 3, err
+    assert "canceling execution" in err and err.strip().splitlines()[-1].endswith("canceled")
+
 
 def test_a_pending_execution_whose_message_was_lost_is_published_again_by_beat(
         processes: Processes, operator: Caller, clean_redis) -> None:  # type: ignore[no-untyped-def]

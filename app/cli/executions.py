@@ -4,12 +4,14 @@ terminal; list, show and cancel executions.
 ``run`` queues the execution on ``ansible`` like the API does (a worker of that queue runs
 it), prints each event's output as it is stored, and exits with the run's status:
 0 successful, 1 failed, 3 canceled, 4 timeout, 5 lost (2 stays click's usage error).
-Ctrl-C cancels the run and waits for it to end; ``--detach`` only prints its id.
+Ctrl-C cancels the run and follows it to its end (a second Ctrl-C stops following);
+``--detach`` only prints its id.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
@@ -101,26 +103,37 @@ def _split(text: str | None) -> list[str]:
 
 
 def _follow(tenant_id: int, execution_id: int, after: int = 0) -> int:
-    """Print the execution's output until it ends; Ctrl-C asks for a cancel once. Returns the exit code."""
-    from app.services import ansible_executions, execution_events
+    """Print the execution's output until it ends; Ctrl-C asks for a cancel once. Returns the exit code.
 
-    last = after
-    while True:
-        try:
-            for item in execution_events.follow(execution_id, last, block_ms=1000):
-                if item.status is not None:
-                    click.echo(f"execution {execution_id} {item.status}", err=True)
-                    return EXIT_CODES.get(item.status, 1)
-                if item.fields is not None:
-                    last = item.seq
-                    if item.fields["stdout"]:
-                        click.echo(item.fields["stdout"])
-        except KeyboardInterrupt:
-            click.echo(f"canceling execution {execution_id} (Ctrl-C again leaves it running)", err=True)
-            try:
-                ansible_executions.cancel(tenant_id, execution_id)
-            except KeyboardInterrupt:
+    Ctrl-C only raises a flag, looked at between events (at least every second): an
+    interrupt in the middle of a query would leave its connection unusable for the cancel.
+    """
+    from app.services import ansible_executions, execution_events
+    from app.services.errors import ConflictError
+
+    interrupts: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupts.append(1))
+    asked = False
+    try:
+        for item in execution_events.follow(execution_id, after, block_ms=1000):
+            if interrupts and not asked:
+                asked = True
+                click.echo(f"canceling execution {execution_id} (Ctrl-C again stops following it)", err=True)
+                try:
+                    ansible_executions.cancel(tenant_id, execution_id)
+                except ConflictError:
+                    pass  # it ended meanwhile: its end is printed next
+            elif len(interrupts) > 1:
+                click.echo(f"execution {execution_id}: no longer followed (its cancel was asked for)", err=True)
                 return EXIT_CODES["canceled"]
+            if item.status is not None:
+                click.echo(f"execution {execution_id} {item.status}", err=True)
+                return EXIT_CODES.get(item.status, 1)
+            if item.fields is not None and item.fields["stdout"]:
+                click.echo(item.fields["stdout"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return EXIT_CODES["lost"]  # not reached: follow ends with the execution's end
 
 
 @cli.group()
