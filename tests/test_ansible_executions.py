@@ -188,7 +188,8 @@ def test_a_run_reports_per_host_results_and_its_output_pages_and_streams_in_orde
 
 def test_the_live_stream_delivers_events_while_the_run_goes_on_and_ends_with_it(
         ansible_worker: Processes, operator: Caller, runs_dir: Path) -> None:
-    steps = _play(*[_task(f"step {n}", "ansible.builtin.command: sleep 0.3") for n in range(4)], hosts="web1")
+    steps = _play(*[_task(f"step {n}", "ansible.builtin.command: sleep 0.3") for n in range(3)],
+                  _task("quiet", "ansible.builtin.command: sleep 2.5"), hosts="web1")
     accepted = _run(operator, _playbook(operator, steps), _inventory(operator))
     seen_while_running: list[bool] = []
     response = operator.get(f"/api/v1/ansible/executions/{accepted['id']}/stream", buffered=False)
@@ -202,6 +203,7 @@ def test_the_live_stream_delivers_events_while_the_run_goes_on_and_ends_with_it(
     text = b"".join(chunks).decode()
     assert "event: end" in text and '"status": "successful"' in text
     assert any(seen_while_running), "no event arrived before the run ended"
+    assert ": waiting\n\n" in text  # the keep-alive comment while the quiet task ran
     ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
     assert ids == sorted(ids) == list(range(1, len(ids) + 1))
 
@@ -369,8 +371,12 @@ def test_output_is_stored_in_full_for_a_run_of_many_events(ansible_worker: Proce
 
 
 def test_a_run_over_ssh_with_a_stored_key_and_a_wrong_key(
-        processes: Processes, pg_api: Api, ssh_server: SshServer, runs_dir: Path) -> None:
-    processes.env["ADMIN_MIT_ANSIBLE__KNOWN_HOSTS_FILE"] = str(ssh_server.known_hosts)
+        processes: Processes, pg_api: Api, ssh_server: SshServer, runs_dir: Path, tmp_path: Path) -> None:
+    # A host key not known yet is recorded by the first run (accept_new) in the configured file.
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.touch()
+    processes.env.update({"ADMIN_MIT_ANSIBLE__KNOWN_HOSTS_FILE": str(known_hosts),
+                          "ADMIN_MIT_ANSIBLE__HOST_KEY_CHECKING": "accept_new"})
     processes.worker(A1, "--pool=prefork", "--concurrency=1", queues="ansible")
     tenant_id = make_tenant().id
     admin = pg_api.as_role(tenant_id, "admin")
@@ -388,6 +394,8 @@ def test_a_run_over_ssh_with_a_stored_key_and_a_wrong_key(
     assert done["hosts"]["target"]["changed"] == 1
     assert [e["data"]["res"]["stdout"] for e in _events(admin, done["id"])
             if e["event"] == "runner_on_ok" and e["task"] == "who"] == [ssh_server.user]
+    host_key = ssh_server.known_hosts.read_text().split()[-1]  # the server's public host key
+    assert [line.split()[-1] for line in known_hosts.read_text().splitlines()] == [host_key]
 
     refused = _ended(admin, _run(admin, playbook, inventory, credential_ids=[wrong["id"]])["id"])
     assert refused["status"] == "failed" and refused["hosts"]["target"]["unreachable"] == 1
