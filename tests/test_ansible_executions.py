@@ -280,9 +280,10 @@ def test_a_redelivered_message_never_starts_a_second_run(ansible_worker: Process
     append = _play(_task("count", f"ansible.builtin.shell: echo run >> {log}"), hosts="web1")
     execution_id = _run(operator, _playbook(operator, append), _inventory(operator))["id"]
     done = _ended(operator, execution_id)
-    publish(Message(RUN_EXECUTION, {"execution_id": execution_id}))
-    publish(Message(RUN_EXECUTION, {"execution_id": execution_id}))
-    time.sleep(3)  # the redelivered messages have been taken by now: they find it ended
+    again = [publish(Message(RUN_EXECUTION, {"execution_id": execution_id})) for _ in range(2)]
+    # The worker has taken both copies and finished with them: they found the execution ended.
+    wait_for(lambda: all(f"Task {RUN_EXECUTION}[{task_id}] succeeded" in ansible_worker.log(A1) for task_id in again),
+             timeout=30, what="the redelivered messages handled")
     assert log.read_text() == "run\n"
     assert _execution(operator, execution_id)["event_count"] == done["event_count"]
 
