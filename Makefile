@@ -24,7 +24,7 @@ up: $(VENV)/.installed-run
 	$(BIN)/admin-mit up
 
 test: $(VENV)/.installed-test
-	$(BIN)/pytest tests -v
+	$(BIN)/pytest tests -v -n 2 --dist loadfile
 
 coverage: $(VENV)/.installed-test
 	$(BIN)/pytest tests/test_celery_tasks.py --cov=app.tasks --cov=app.celery_app --cov=app.celery_utils

