@@ -32,9 +32,26 @@ class ProbeDispatchScheduler(PersistentScheduler):
         super().__init__(*args, **kwargs)
         self._next_dispatch = 0.0
         self._dispatching = False
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        super().close()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        delay = super().tick(*args, **kwargs)
+        """A closed scheduler ticks no more: a stop signal can close the store in the middle of a
+        tick, and the ``SystemExit`` Celery's handler raises is lost when the signal lands in a
+        weak-reference callback; the loop then ends on ``_is_shutdown`` (see ``_BeatService``)."""
+        if self._closed:
+            return 0.0
+        try:
+            delay = super().tick(*args, **kwargs)
+        except ValueError:  # "invalid operation on closed shelf"
+            if self._closed:
+                return 0.0
+            raise
+        if self._closed:
+            return 0.0
         interval = active_settings().probes.dispatch_interval_seconds
         if time.monotonic() >= self._next_dispatch:
             self._next_dispatch = time.monotonic() + interval
@@ -57,13 +74,14 @@ class _BeatService(beat.Service):
     def sync(self) -> None:
         """Save and close the scheduler on SIGTERM/SIGINT, if it has been built.
 
-        Celery's handler calls this at any moment; during start-up, while the scheduler
+        Celery's handler calls this at any moment, then raises ``SystemExit``; during start-up, while the scheduler
         is still being imported or built, reaching for it would build a second one inside
         the first and exit with a traceback. Nothing is open yet then, so nothing to save.
         """
         if "scheduler" in self.__dict__:  # the cached property has been filled
             self.scheduler.close()
         self._is_stopped.set()
+        self._is_shutdown.set()  # ends the loop even if the handler's SystemExit is lost
 
 
 class BeatCommand(Beat):

@@ -453,6 +453,32 @@ class TestBeatSchedule:
         assert timedelta(0) < weekly - now <= timedelta(days=7)
 
 
+    def test_beat_stops_cleanly_when_the_stop_signals_exit_is_lost(self, app: Flask, tmp_path: Any) -> None:
+        """Celery's SIGTERM handler closes the schedule, then raises SystemExit; a signal that lands in
+        a weak-reference callback loses that exception, and beat must still end without a traceback."""
+        import threading
+
+        from app.beat_scheduler import ProbeDispatchScheduler, _BeatService
+
+        service = _BeatService(celery, schedule_filename=str(tmp_path / "celerybeat-schedule"),
+                               scheduler_cls=ProbeDispatchScheduler)
+        raised: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                service.start()
+            except BaseException as exc:  # noqa: BLE001 - the assertion below shows it
+                raised.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        wait_for(lambda: service.scheduler._next_dispatch > 0, what="beat ticking")
+        service.sync()  # what the handler does before its SystemExit, which is lost here
+        thread.join(10)
+        assert not thread.is_alive() and raised == []
+        assert service.scheduler._closed
+
+
 class TestRouting:
     @pytest.mark.parametrize("task_name, queue", [
         ("app.tasks.network_probe_tasks.execute_probe", "network_probes"),
