@@ -63,6 +63,9 @@ def clean_env(private_dir: Path) -> dict[str, str]:
         # system's temporary directory and leave that behind when they are killed.
         "TMPDIR": str(local_temp),
         "ANSIBLE_NOCOLOR": "1",
+        # Python's own warnings (a library's deprecation notice at import, such as cryptography's
+        # about DSA) are not the playbook's output; ansible's warnings go through its display.
+        "PYTHONWARNINGS": "ignore",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         # An inventory source ansible cannot parse is an error, never an empty inventory.
         "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
