@@ -20,7 +20,7 @@ from flask import Flask
 from kombu import Queue
 from kombu.utils.objects import cached_property
 
-from app.celery_beat_schedule import beat_schedule
+from app.celery_beat_schedule import beat_schedule_for
 from app.core import priority
 from app.core.config import Settings, activate, active_settings
 
@@ -91,7 +91,7 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "result_extended": True,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "beat_schedule": beat_schedule,
+        "beat_schedule": beat_schedule_for(settings.retention.raw_days),
         "beat_scheduler": "app.beat_scheduler:ProbeDispatchScheduler",
         "beat_schedule_filename": str(settings.instance_dir / "celerybeat-schedule"),
     }

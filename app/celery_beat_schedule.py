@@ -13,9 +13,24 @@ evaluations delays neither a retry nor a rate-limited summary.
 
 ``ansible-housekeeping`` marks ``lost`` the executions whose worker went silent, publishes
 again pending executions whose message was lost, and starts due execution templates.
+
+``cleanup-old-probe-results`` passes ``retention.raw_days`` (30 by default, the guide's);
+``prune-probe-rollups`` deletes the minute, hour and day rollups past their own retention.
 """
 
+from typing import Any
+
 from celery.schedules import crontab
+
+
+def beat_schedule_for(raw_days: int = 30) -> dict[str, Any]:
+    """The schedule with raw results kept ``raw_days`` days (the weekly deep cleanup never deletes sooner)."""
+    schedule = {**beat_schedule}
+    schedule['cleanup-old-probe-results'] = {**beat_schedule['cleanup-old-probe-results'], 'kwargs': {'days': raw_days}}
+    deep = beat_schedule['deep-cleanup-probe-results']
+    schedule['deep-cleanup-probe-results'] = {**deep, 'kwargs': {'days': max(raw_days, deep['kwargs']['days'])}}
+    return schedule
+
 
 beat_schedule = {
     'schedule-auto-probes': {
@@ -47,5 +62,9 @@ beat_schedule = {
         'task': 'app.tasks.network_probe_tasks.cleanup_old_results',
         'schedule': crontab(hour=3, minute=0, day_of_week=0),
         'kwargs': {'days': 90},
+    },
+    'prune-probe-rollups': {
+        'task': 'app.tasks.network_probe_tasks.prune_rollups',
+        'schedule': crontab(hour=2, minute=30),
     },
 }

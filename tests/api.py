@@ -104,3 +104,24 @@ def assert_error(response: TestResponse, status: int, code: str | None = None, f
         assert body["code"] == code
     if field is not None:
         assert field in [detail["field"] for detail in body["details"]], body
+
+
+def http_json(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    """One request to a running server: the status and the decoded JSON body (the text if it is not JSON)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw or b"null")
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")

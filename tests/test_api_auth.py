@@ -285,3 +285,67 @@ class TestRoles:
         assert_error(admin.delete(f"/api/v1/users/{admin.user_id}"), 422)
         assert admin.delete(f"/api/v1/users/{created.json['id']}").status_code == 204
         assert_error(api.login("carol"), 401)
+
+
+class TestSwitchTenant:
+    def _member_of_two(self, api: Api) -> tuple[int, int, Caller]:
+        first, second = make_tenant(), make_tenant()
+        user_id = api.user(first.id, "viewer", "ann")
+        users.grant(second.id, db.session.get(User, user_id), "operator")
+        db.session.commit()
+        return first.id, second.id, api.caller("ann", first.id)
+
+    def test_switching_returns_a_pair_for_the_other_tenant_and_ends_the_old_session(self, api: Api) -> None:
+        first, second, caller = self._member_of_two(api)
+        response = caller.post("/api/v1/auth/switch", json={"tenant_id": second})
+        assert response.status_code == 200, response.json
+        body = response.json
+        assert set(body) == set(api.login("ann", tenant_id=first).json)
+        assert body["tenant_id"] == second and body["role"] == "operator" and body["token_type"] == "bearer"
+        switched = Caller(api.client, body["access_token"])
+        me = switched.get("/api/v1/auth/me").json
+        assert me["tenant_id"] == second and me["role"] == "operator" and me["via"] == "session"
+        assert switched.post("/api/v1/probe-groups", json={"name": "edge"}).status_code == 201
+        # The session switched from is over: its access and refresh tokens are refused.
+        assert_error(caller.get("/api/v1/auth/me"), 401)
+        assert_error(api.client.post("/api/v1/auth/refresh", json={"refresh_token": caller.refresh_token}), 401)
+        # The new refresh token works and stays in the new tenant.
+        refreshed = api.client.post("/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]})
+        assert refreshed.status_code == 200 and refreshed.json["tenant_id"] == second
+
+    def test_the_new_session_ends_when_the_old_one_would_have(self, api: Api) -> None:
+        _, second, caller = self._member_of_two(api)
+        old_id = jwt.decode(caller.token, options={"verify_signature": False})["sid"]
+        old_expiry = db.session.get(AuthSession, old_id).expires_at
+        body = caller.post("/api/v1/auth/switch", json={"tenant_id": second}).json
+        new_id = jwt.decode(body["access_token"], options={"verify_signature": False})["sid"]
+        db.session.expire_all()
+        assert new_id != old_id and db.session.get(AuthSession, new_id).expires_at == old_expiry
+
+    def test_a_tenant_the_user_is_not_in_is_the_same_404_as_a_missing_one(self, api: Api) -> None:
+        _, _, caller = self._member_of_two(api)
+        other = make_tenant()
+        foreign = caller.post("/api/v1/auth/switch", json={"tenant_id": other.id})
+        missing = caller.post("/api/v1/auth/switch", json={"tenant_id": 2_000_000_000})
+        assert_error(foreign, 404, "not_found")
+        assert_error(missing, 404, "not_found")
+        assert foreign.json["message"].replace(str(other.id), "N") == missing.json["message"].replace("2000000000", "N")
+        # Nothing ended: the caller's session still works.
+        assert caller.get("/api/v1/auth/me").json["role"] == "viewer"
+
+    def test_bad_bodies_are_one_422(self, api: Api) -> None:
+        _, _, caller = self._member_of_two(api)
+        for body in ({}, {"tenant_id": "two"}, {"tenant_id": 0}, {"tenant_id": 1, "role": "admin"}):
+            assert_error(caller.post("/api/v1/auth/switch", json=body), 422)
+        assert caller.get("/api/v1/auth/me").status_code == 200
+
+    def test_an_api_token_cannot_switch(self, api: Api) -> None:
+        _, second, caller = self._member_of_two(api)
+        switched = Caller(api.client, caller.post("/api/v1/auth/switch", json={"tenant_id": second}).json["access_token"])
+        secret = switched.post("/api/v1/tokens", json={"name": "ci"}).json["token"]
+        response = Caller(api.client, secret).post("/api/v1/auth/switch", json={"tenant_id": second})
+        assert_error(response, 403, "forbidden")
+        assert "API token" in response.json["message"]
+
+    def test_anonymous_is_401(self, api: Api) -> None:
+        assert_error(api.client.post("/api/v1/auth/switch", json={"tenant_id": 1}), 401)

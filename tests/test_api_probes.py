@@ -871,7 +871,8 @@ class TestResults:
             "count": 102, "success_count": 90, "uptime_percent": round(90 / 102 * 100, 3),
             "maintenance_count": 0, "uptime_outside_maintenance_percent": round(90 / 102 * 100, 3),
             "avg_response_time_ms": 50.5, "p50_response_time_ms": 50.0, "p95_response_time_ms": 95.0,
-            "p99_response_time_ms": 99.0,
+            "p99_response_time_ms": 99.0, "min_response_time_ms": 1.0, "max_response_time_ms": 100.0,
+            "percentile_method": "nearest_rank",
         }
         assert stats["last_failure"] == {"result_id": ids[101], "at": iso(now - timedelta(minutes=10)),
                                          "status": "timeout", "status_code": None, "error": "timed out after 10 s"}

@@ -42,6 +42,9 @@ class Owned:
     playbook_id: int
     template_id: int
     execution_id: int
+    page_id: int
+    incident_id: int
+    slug: str
     version: int = 1
 
 
@@ -68,8 +71,13 @@ def _populate(owner: Caller) -> Owned:
         "comment": "upgrade", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T02:00:00Z",
         "probe_ids": [probe["id"]], "group_ids": [group["id"]], "rule_ids": [rule["id"]]}).json
     ansible = _populate_ansible(owner, probe["id"])
+    # A private status page: its public view and badges are "not found" for everyone.
+    page = owner.post("/api/v1/status-pages", json={"slug": f"page-{uuid.uuid4().hex[:8]}", "title": "Status",
+                                                    "probe_ids": [probe["id"]], "group_ids": [group["id"]]}).json
+    incident = owner.post(f"/api/v1/status-pages/{page['id']}/incidents", json={"title": "slow"}).json
     return Owned(group["id"], probe["id"], user["id"], token["id"], task["task_id"], channel["id"], rule["id"],
-                 alert_id, window["id"], silence["id"], **ansible)
+                 alert_id, window["id"], silence["id"], **ansible, page_id=page["id"], incident_id=incident["id"],
+                 slug=page["slug"])
 
 
 ANSIBLE = "/api/v1/ansible"
@@ -104,6 +112,8 @@ BY_ID = [
     ("POST", "/api/v1/probes/{probe_id}/run", None),
     ("GET", "/api/v1/probes/{probe_id}/results", None),
     ("GET", "/api/v1/probes/{probe_id}/stats", None),
+    ("GET", "/api/v1/probes/{probe_id}/chart", None),
+    ("GET", "/api/v1/probes/{probe_id}/uptime/daily", None),
     ("GET", "/api/v1/users/{user_id}", None),
     ("PATCH", "/api/v1/users/{user_id}", {"role": "admin"}),
     ("DELETE", "/api/v1/users/{user_id}", None),
@@ -154,6 +164,18 @@ BY_ID = [
     ("GET", "/api/v1/ansible/executions/{execution_id}/events", None),
     ("GET", "/api/v1/ansible/executions/{execution_id}/stream", None),
     ("POST", "/api/v1/ansible/executions/{execution_id}/cancel", None),
+    ("GET", "/api/v1/status-pages/{page_id}", None),
+    ("PATCH", "/api/v1/status-pages/{page_id}", {"title": "mine now"}),
+    ("DELETE", "/api/v1/status-pages/{page_id}", None),
+    ("GET", "/api/v1/status-pages/{page_id}/incidents", None),
+    ("POST", "/api/v1/status-pages/{page_id}/incidents", {"title": "mine now"}),
+    ("GET", "/api/v1/status-pages/{page_id}/incidents/{incident_id}", None),
+    ("PATCH", "/api/v1/status-pages/{page_id}/incidents/{incident_id}", {"title": "mine now"}),
+    ("DELETE", "/api/v1/status-pages/{page_id}/incidents/{incident_id}", None),
+    ("GET", "/api/v1/public/status/{slug}", None),
+    ("GET", "/api/v1/public/status/{slug}/badges/{probe_id}/status.svg", None),
+    ("GET", "/api/v1/public/status/{slug}/badges/{probe_id}/uptime.svg", None),
+    ("GET", "/api/v1/public/status/{slug}/badges/{probe_id}/response-time.svg", None),
 ]
 # Operations by id that are not tenant resources: the platform administrator's.
 PLATFORM_BY_ID = {"/api/v1/tenants/{tenant_id}", "/api/v1/ops/queues/{queue}/purge"}
@@ -164,7 +186,8 @@ def _missing() -> dict[str, object]:
             "task_id": str(uuid.uuid4()), "channel_id": MISSING_ID, "rule_id": MISSING_ID, "alert_id": MISSING_ID,
             "window_id": MISSING_ID, "silence_id": MISSING_ID, "host_id": MISSING_ID, "ansible_group_id": MISSING_ID,
             "inventory_id": MISSING_ID, "credential_id": MISSING_ID, "playbook_id": MISSING_ID,
-            "template_id": MISSING_ID, "execution_id": MISSING_ID, "version": MISSING_ID}
+            "template_id": MISSING_ID, "execution_id": MISSING_ID, "version": MISSING_ID, "page_id": MISSING_ID,
+            "incident_id": MISSING_ID, "slug": "no-such-page"}
 
 
 def _call(caller: Caller, method: str, template: str, ids: dict[str, object], body: object) -> object:
@@ -219,6 +242,10 @@ def test_another_tenants_id_answers_like_a_missing_one_and_changes_nothing(
     execution = owner.get(f"{ANSIBLE}/executions/{owned.execution_id}").json
     assert execution["status"] == "pending" and execution["cancel_requested_at"] is None
     assert len(owner.get(f"{ANSIBLE}/executions").json["items"]) == 1
+    page = owner.get(f"/api/v1/status-pages/{owned.page_id}").json
+    assert page["title"] == "Status" and page["probe_ids"] == [owned.probe_id] and page["public"] is False
+    incidents = owner.get(f"/api/v1/status-pages/{owned.page_id}/incidents").json["items"]
+    assert [(item["id"], item["title"]) for item in incidents] == [(owned.incident_id, "slow")]
 
 
 def test_every_operation_on_an_id_is_covered_above(app: Flask) -> None:
@@ -237,11 +264,14 @@ def test_lists_show_only_the_callers_tenant(api: Api, two_tenants: tuple[Caller,
     owner, intruder, owned = two_tenants
     for path in ("/api/v1/probes", "/api/v1/probe-groups", "/api/v1/tokens", "/api/v1/notification-channels",
                  "/api/v1/alert-rules", "/api/v1/alerts", "/api/v1/maintenance-windows", "/api/v1/silences",
+                 "/api/v1/status-pages",
                  *(f"{ANSIBLE}/{kind}" for kind in ("hosts", "groups", "inventories", "credentials", "playbooks",
                                                     "templates", "executions"))):
         assert len(owner.get(path).json["items"]) == 1
         assert intruder.get(path).json["items"] == []
     assert owned.user_id not in [u["id"] for u in intruder.get("/api/v1/users").json["items"]]
+    assert [tile["id"] for tile in owner.get("/api/v1/console/overview").json["probes"]] == [owned.probe_id]
+    assert intruder.get("/api/v1/console/overview").json["probes"] == []
     status = intruder.get(f"/api/v1/probes/status?ids={owned.probe_id}")
     assert status.status_code == 200 and status.json["items"] == []
     assert owner.get(f"/api/v1/probes/status?ids={owned.probe_id}").json["items"][0]["probe_id"] == owned.probe_id
@@ -335,3 +365,11 @@ def test_an_api_token_acts_only_in_its_tenant(api: Api, two_tenants: tuple[Calle
     script = Caller(api.client, secret)
     assert_error(script.get(f"/api/v1/probes/{owned.probe_id}"), 404)
     assert_error(script.get(f"/api/v1/tasks/{owned.task_id}"), 404)
+
+
+def test_metrics_show_only_the_callers_tenant(api: Api, two_tenants: tuple[Caller, Caller, Owned]) -> None:
+    owner, intruder, owned = two_tenants
+    assert f'probe_id="{owned.probe_id}"' in owner.get("/metrics").get_data(as_text=True)
+    for caller in (intruder, Caller(api.client, intruder.post("/api/v1/tokens", json={"name": "prom"}).json["token"])):
+        body = caller.get("/metrics").get_data(as_text=True)
+        assert "probe_success" in body and f'probe_id="{owned.probe_id}"' not in body

@@ -130,6 +130,7 @@ def test_external_redis_urls_are_derived_from_redis_yaml(config_dir: Path) -> No
     ("ADMIN_MIT_REDIS__PASSWORD", "null", lambda s: s.redis.password, "null"),
     ("ADMIN_MIT_REDIS__PASSWORD", "a: b #c", lambda s: s.redis.password, "a: b #c"),
     ("ADMIN_MIT_REDIS__HOST", "10.0.0.1", lambda s: s.redis.host, "10.0.0.1"),
+    ("ADMIN_MIT_METRICS__TOKEN", "0123" * 8, lambda s: s.metrics.token, "0123" * 8),
 ])
 def test_environment_overrides_the_files(config_dir: Path, variable: str, value: str,
                                          read: Callable[[Settings], Any], expected: Any) -> None:
@@ -256,6 +257,8 @@ ENV_ERRORS = {
     "bad timezone": ("ADMIN_MIT_CELERY__TIMEZONE", "Mars/Olympus", ["celery.timezone", "Mars/Olympus"]),
     "bad log level": ("ADMIN_MIT_APP__LOG_LEVEL", "loud", ["app.log_level"]),
     "short secret key": ("ADMIN_MIT_APP__SECRET_KEY", "too-short", ["app.secret_key", "at least 32"]),
+    "short metrics token": ("ADMIN_MIT_METRICS__TOKEN", "s3cret-x", ["metrics.token", "at least 32"]),
+    "metrics token with a line break": ("ADMIN_MIT_METRICS__TOKEN", "s3cret" * 6 + "\n", ["metrics.token", "spaces"]),
     "weak password hash": ("ADMIN_MIT_API__PASSWORD_HASH_MEMORY_KIB", "1024", ["api.password_hash_memory_kib"]),
     "database url not a url": ("ADMIN_MIT_DATABASE__URL", "notaurl", ["database.url", "not a database URL"]),
     "database port not a number": ("ADMIN_MIT_DATABASE__URL", "postgresql+psycopg://u:s3cret@db:port/x",

@@ -248,3 +248,33 @@ def test_0008_adds_noise_control_and_keeps_open_alerts_told(app_at_0003: Flask) 
     db.session.remove()
     upgrade()
     assert noise <= set(inspect(db.engine).get_table_names())
+
+
+def test_0010_adds_the_rollup_table_and_removes_it_again(app_at_0003: Flask) -> None:
+    history = {"probe_rollups"}
+    upgrade(revision="0010")
+    assert history <= set(inspect(db.engine).get_table_names())
+    assert "rt_sketch" in _columns("probe_rollups")
+
+    downgrade(revision="0009")
+    assert not history & set(inspect(db.engine).get_table_names())
+    upgrade(revision="0010")
+    assert history <= set(inspect(db.engine).get_table_names())
+
+
+def test_0011_adds_status_pages_and_removes_them_again(app_at_0003: Flask) -> None:
+    pages = {"status_pages", "status_page_probes", "status_page_groups", "status_page_incidents"}
+    upgrade()
+    assert pages <= set(inspect(db.engine).get_table_names())
+    db.session.execute(text("INSERT INTO tenants (name, created_at) VALUES ('t', CURRENT_TIMESTAMP)"))
+    db.session.execute(text(
+        "INSERT INTO status_pages (tenant_id, slug, title, description, public, created_at, updated_at) "
+        "SELECT id, 'acme', 'Acme', '', false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM tenants"))
+    db.session.commit()
+    db.session.remove()
+
+    downgrade(revision="0010")
+    assert not pages & set(inspect(db.engine).get_table_names())
+    assert "probe_rollups" in set(inspect(db.engine).get_table_names())
+    upgrade()
+    assert pages <= set(inspect(db.engine).get_table_names())

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -177,6 +178,9 @@ def test_the_installed_command_runs_from_a_directory_holding_config(installed: P
         wait_until(lambda: " ready." in log_text() and "beat: Starting..." in log_text() and api_answers(),
                    "worker, beat and API running", up, log_text)
         wait_until(lambda: results() >= 1, "a scheduled result", up, log_text)
+        for path, marker in (("/", b'src="/console/js/main.js"'), ("/console/js/main.js", b"import")):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as page:  # the console ships too
+                assert page.status == 200 and marker in page.read(), path
         os.killpg(up.pid, signal.SIGINT)
         assert up.wait(90) == 0, log_text()
     finally:

@@ -242,8 +242,9 @@ class TestProbeStats:
             "since": at(1), "until": at(5),
             "count": 4, "success_count": 2, "uptime_percent": 50.0,
             "maintenance_count": 0, "uptime_outside_maintenance_percent": 50.0,
-            "avg_response_time_ms": 20.0,
+            "avg_response_time_ms": 20.0, "min_response_time_ms": 10.0, "max_response_time_ms": 30.0,
             "p50_response_time_ms": 20.0, "p95_response_time_ms": 30.0, "p99_response_time_ms": 30.0,
+            "percentile_method": "nearest_rank",
             "last_failure": {"result_id": results[3].id, "at": at(3), "status": "failed", "status_code": 500,
                              "error": "expected status 200, got 500"},
         }
@@ -272,7 +273,8 @@ class TestProbeStats:
         assert stats == {
             "since": at(1), "until": at(10), "count": 0, "success_count": 0, "uptime_percent": None,
             "maintenance_count": 0, "uptime_outside_maintenance_percent": None, "avg_response_time_ms": None, "p50_response_time_ms": None, "p95_response_time_ms": None,
-            "p99_response_time_ms": None, "last_failure": None,
+            "p99_response_time_ms": None, "last_failure": None, "min_response_time_ms": None,
+            "max_response_time_ms": None, "percentile_method": "nearest_rank",
         }
 
     def test_results_without_response_times_give_uptime_but_no_timings(self, probe: Any) -> None:

@@ -2,7 +2,7 @@
 no process left behind — from ``admin-mit``, ``celery -A celery_worker.celery worker|beat|flower``
 and ``gunicorn wsgi:app``.
 
-Covered: a malformed or unusable database URL, an unreachable database, an impossible,
+Covered: a malformed or unusable database URL, an unreachable database, a short scrape token, an impossible,
 file-blocked or read-only instance directory, and an unreachable Redis.
 """
 
@@ -110,6 +110,18 @@ def test_an_unreachable_database_is_one_line_when_a_command_needs_it(env: dict[s
         line = the_error_line(done, command)
         assert line.startswith("admin-mit: error: database: "), (command, line)
         assert f"port {port} failed" in line, (command, line)
+
+
+def test_a_short_metrics_token_is_one_line_that_never_shows_it(env: dict[str, str]) -> None:
+    short = {**env, "ADMIN_MIT_METRICS__TOKEN": "s3cret-but-short"}
+    commands = ["gunicorn wsgi:app", "admin-mit up"]
+
+    results = run_all({command: (command, short) for command in commands})
+
+    for command, done in results.items():
+        line = the_error_line(done, command)
+        assert "environment ADMIN_MIT_METRICS__TOKEN: metrics.token: must be at least 32 characters" in line
+        assert "s3cret" not in done.stdout + done.stderr
 
 
 # --- the instance directory ------------------------------------------------------------------

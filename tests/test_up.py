@@ -17,8 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,7 +24,7 @@ import pytest
 import redis
 
 from app.core.config import PROJECT_ROOT
-from tests.api import PASSWORD
+from tests.api import PASSWORD, http_json
 from tests.targets import LoopbackTargets
 
 pytestmark = pytest.mark.timeout(300)  # two full start/stop cycles; the test's own deadlines report first
@@ -101,43 +99,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def http(method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
-    """One HTTP request; the status and the decoded JSON body."""
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None)
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
 def api_answers(inst: Instance) -> bool:
     try:
-        return http("GET", f"{inst.api}/healthz")[0] == 200
+        return http_json("GET", f"{inst.api}/healthz")[0] == 200
     except OSError:
         return False
 
 
 def first_api_session(inst: Instance, target: str) -> list[dict[str, Any]]:
     """The README's first session: log in, create a probe, run it, read its result."""
-    status, login = http("POST", f"{inst.api}/api/v1/auth/login", {"username": "alice", "password": PASSWORD})
+    status, login = http_json("POST", f"{inst.api}/api/v1/auth/login", {"username": "alice", "password": PASSWORD})
     assert status == 200, login
     token = login["access_token"]
-    status, probe = http("POST", f"{inst.api}/api/v1/probes", {
+    status, probe = http_json("POST", f"{inst.api}/api/v1/probes", {
         "name": "api-made", "protocol": "http", "target": target, "interval_seconds": 60, "auto_probe": False,
     }, token)
     assert status == 201, probe
-    status, task = http("POST", f"{inst.api}/api/v1/probes/{probe['id']}/run?priority=9", token=token)
+    status, task = http_json("POST", f"{inst.api}/api/v1/probes/{probe['id']}/run?priority=9", token=token)
     assert status == 202, task
     deadline = time.monotonic() + 60
-    while (state := http("GET", inst.api + task["status_url"], token=token)[1])["state"] != "SUCCESS":
+    while (state := http_json("GET", inst.api + task["status_url"], token=token)[1])["state"] != "SUCCESS":
         assert state["state"] in ("PENDING", "STARTED") and time.monotonic() < deadline, state
         time.sleep(0.2)
     assert state["result"]["status"] == "success"
-    status, results = http("GET", f"{inst.api}/api/v1/probes/{probe['id']}/results", token=token)
+    status, results = http_json("GET", f"{inst.api}/api/v1/probes/{probe['id']}/results", token=token)
     assert status == 200
     return results["items"]
 

@@ -37,12 +37,16 @@ def api_blueprint(name: str, description: str, *, secured: bool = True, prefix: 
 def register_api(app: OpenAPI) -> None:
     from app.api import (alert_reports, alert_rules, alerts, ansible_credentials, ansible_executions, ansible_groups,
                          ansible_hosts, ansible_inventories, ansible_playbooks, ansible_templates, auth, health,
-                         maintenance_windows, notification_channels, operations, probe_groups, probes, results,
+                         maintenance_windows, metrics, notification_channels, operations, probe_groups, probes, results,
                          silences, tasks, tenants, tokens, users)
 
     for module in (health, auth, tenants, users, tokens, probe_groups, probes, results, tasks, operations,
                    notification_channels, alert_rules, alerts, maintenance_windows, silences, alert_reports,
                    ansible_hosts, ansible_groups, ansible_inventories, ansible_credentials, ansible_playbooks,
-                   ansible_templates, ansible_executions):
+                   ansible_templates, ansible_executions, metrics):
         app.register_api(module.blueprint)
+    from app.api import console, status_pages
+
+    for blueprint in (console.blueprint, status_pages.blueprint, status_pages.public_blueprint):
+        app.register_api(blueprint)
     register_error_handlers(app)

@@ -34,6 +34,12 @@ class RefreshBody(BaseModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
+class SwitchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: RowId = Field(description="Another tenant the user is a member of.")
+
+
 class PasswordBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -86,6 +92,16 @@ def login(body: LoginBody) -> Any:
 @public
 def refresh(body: RefreshBody) -> Any:
     return _pair(auth.refresh(body.refresh_token))
+
+
+@blueprint.post("/auth/switch", summary="Switch tenant: end this session, open one in another tenant",
+                responses={200: TokenPairOut, **NOT_FOUND})
+@authenticated
+def switch(body: SwitchBody) -> Any:
+    """A new token pair for another tenant of the caller, without the password; the current
+    session ends. An unknown tenant and one the user is not a member of are the same 404;
+    an API token cannot switch (403)."""
+    return _pair(auth.switch_tenant(current_principal(), body.tenant_id))
 
 
 @blueprint.post("/auth/logout", summary="End this login's session", responses={204: None})

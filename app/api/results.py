@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from app.api import NOT_FOUND, api_blueprint
 from app.api.probes import ProbePath, StatusName
 from app.api.schemas import IsoTime
 from app.api.security import role, tenant_id
-from app.services import results, run_losses
+from app.services import results, rollups, run_losses
+from app.services.probes import get_probe
 from app.services.errors import InvalidInputError
 
 blueprint = api_blueprint("results", "Stored probe results and statistics.")
@@ -78,10 +79,15 @@ class StatsOut(BaseModel):
     uptime_outside_maintenance_percent: float | None = Field(
         description="Uptime of the runs made outside maintenance windows; null when there are none.")
     avg_response_time_ms: float | None
+    min_response_time_ms: float | None
+    max_response_time_ms: float | None
     p50_response_time_ms: float | None
     p95_response_time_ms: float | None
     p99_response_time_ms: float | None
-    last_failure: LastFailure | None
+    percentile_method: Literal["nearest_rank", "sketch"] = Field(
+        description="`nearest_rank`: exact, from the stored results (windows of at most 10,000 results, all "
+                    "still stored); `sketch`: from the rollups' merged sketch, within 2 % of the exact value.")
+    last_failure: LastFailure | None = Field(description="The newest failure in the window whose result is still stored.")
 
 
 @blueprint.get("/probes/<int:probe_id>/results", summary="A probe's results, newest first",
@@ -93,19 +99,93 @@ def list_results(path: ProbePath, query: ResultsQuery) -> Any:
     return ResultPageOut(items=page.items, next_cursor=page.next_cursor).model_dump(mode="json")
 
 
+def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+    """The asked window; ``until`` defaults to now, ``since`` to ``DEFAULT_STATS_WINDOW`` before it."""
+    end = until or datetime.now(timezone.utc)
+    start = since or end - DEFAULT_STATS_WINDOW
+    if start >= end:
+        if until is not None:
+            raise InvalidInputError("must be later than since", field="until")
+        raise InvalidInputError("must be in the past (until defaults to now)", field="since")
+    return start, end
+
+
 @blueprint.get("/probes/<int:probe_id>/stats",
                summary="Uptime, count and response-time percentiles over a window (default: the last 24 h)",
                responses={200: StatsOut, **NOT_FOUND})
 @role("viewer")
 def probe_stats(path: ProbePath, query: WindowQuery) -> Any:
-    until = query.until or datetime.now(timezone.utc)
-    since = query.since or until - DEFAULT_STATS_WINDOW
-    if since >= until:
-        if query.until is not None:
-            raise InvalidInputError("must be later than since", field="until")
-        raise InvalidInputError("must be in the past (until defaults to now)", field="since")
+    since, until = _window(query.since, query.until)
     stats = results.probe_stats(tenant_id(), path.probe_id, since=since, until=until)
     return StatsOut.model_validate(stats).model_dump(mode="json")
+
+
+class ChartQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: IsoTime | None = Field(None, description="Inclusive, ISO 8601 (default: 24 h before until).")
+    until: IsoTime | None = Field(None, description="Exclusive, ISO 8601 (default: now).")
+
+
+class ChartPoint(BaseModel):
+    at: datetime = Field(description="The result's time (raw) or its bucket's start.")
+    count: int
+    failures: int
+    maintenance_count: int
+    avg_ms: float | None
+    min_ms: float | None
+    max_ms: float | None
+    p95_ms: float | None = Field(description="From the bucket's sketch (within 2 %); the value itself for raw.")
+    dns_ms: float | None = Field(description="Average of the phase over the results that measured it.")
+    connect_ms: float | None
+    tls_ms: float | None
+    processing_ms: float | None
+    transfer_ms: float | None
+
+
+class ChartOut(BaseModel):
+    level: Literal["raw", "minute", "hour", "day"]
+    step_seconds: int | None = Field(description="The bucket length; null for raw results.")
+    since: datetime
+    until: datetime
+    points: list[ChartPoint] = Field(description="Oldest first, at most about 1,500; buckets without runs are left out.")
+
+
+class DailyQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: int = Field(90, ge=1, le=400)
+
+
+class DayOut(BaseModel):
+    day: date = Field(description="A UTC day.")
+    count: int
+    failures: int
+    maintenance_count: int
+    uptime_percent: float | None
+
+
+class DaysOut(RootModel[list[DayOut]]):
+    """One entry per UTC day, oldest first, today last."""
+
+
+@blueprint.get("/probes/<int:probe_id>/chart",
+               summary="Response-time points over a window (default: the last 24 h), at most about 1,500",
+               responses={200: ChartOut, **NOT_FOUND})
+@role("viewer")
+def probe_chart(path: ProbePath, query: ChartQuery) -> Any:
+    since, until = _window(query.since, query.until)
+    points = results.chart(tenant_id(), path.probe_id, since=since, until=until)
+    return ChartOut.model_validate(points).model_dump(mode="json")
+
+
+@blueprint.get("/probes/<int:probe_id>/uptime/daily", summary="Runs, failures and uptime per UTC day",
+               responses={200: DaysOut, **NOT_FOUND})
+@role("viewer")
+def probe_daily(path: ProbePath, query: DailyQuery) -> Any:
+    probe = get_probe(tenant_id(), path.probe_id)
+    days = rollups.daily(probe.tenant_id, probe.id, query.days)
+    return DaysOut.model_validate([day.as_dict() for day in days]).model_dump(mode="json")
 
 
 class RunStatsOut(BaseModel):

@@ -667,6 +667,7 @@ from app.cli import ansible as _ansible  # noqa: E402,F401  (registers host, pla
 from app.cli import executions as _executions  # noqa: E402,F401  (registers run, in place of Flask's, and execution)
 from app.cli import maintenance as _maintenance  # noqa: E402,F401  (registers maintenance)
 from app.cli import reports as _reports  # noqa: E402,F401  (registers report)
+from app.cli import rollups as _rollups  # noqa: E402,F401  (registers rollups)
 from app.cli import silences as _silences  # noqa: E402,F401  (registers silence)
 
 

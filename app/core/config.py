@@ -193,6 +193,19 @@ class ProbesSection(_Section):
         return self
 
 
+class RetentionSection(_Section):
+    """How long each level of a probe's history is kept (days; None: forever).
+
+    ``raw_days`` is the ``days`` the daily ``cleanup-old-probe-results`` beat entry passes to
+    ``cleanup_old_results``; the rollups (``app.services.rollups``) are pruned by ``prune-probe-rollups``.
+    """
+
+    raw_days: int = Field(30, ge=1)
+    minute_days: int | None = Field(90, ge=1)
+    hour_days: int | None = Field(730, ge=1)
+    day_days: int | None = Field(None, ge=1)
+
+
 class ApiSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -283,6 +296,26 @@ class AnsibleSection(_Section):
         return self
 
 
+class MetricsSection(_Section):
+    """``GET /metrics``'s own scrape credential (``app.services.metrics.is_scrape_token``).
+
+    A bearer token that reads ``/metrics`` only, with every tenant and the platform's series;
+    no API route accepts it. Empty: off (tenants' API tokens and logins still scrape).
+    """
+
+    token: str = ""
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if any(char.isspace() for char in value):
+            raise ValueError("must not contain spaces or line breaks")
+        if value and len(value) < 32:
+            # The value itself is never part of the message: it is a secret.
+            raise ValueError("must be at least 32 characters (e.g. from `openssl rand -hex 32`), or empty for off")
+        return value
+
+
 class SecretsSection(_Section):
     """Fernet keys that encrypt stored secrets (``app.core.secret_box``), newest first.
 
@@ -326,10 +359,12 @@ class Settings(BaseModel):
     celery: CelerySection = CelerySection()
     database: DatabaseSection = DatabaseSection()
     probes: ProbesSection = ProbesSection()
+    retention: RetentionSection = RetentionSection()
     api: ApiSection = ApiSection()
     alerts: AlertsSection = AlertsSection()
     ansible: AnsibleSection = AnsibleSection()
     secrets: SecretsSection = SecretsSection()
+    metrics: MetricsSection = MetricsSection()
     config_dir: Path = Path(DEFAULT_CONFIG_DIR)
     # Where relative paths are anchored: the working directory the settings were loaded in.
     base_dir: Path = Field(default_factory=Path.cwd)

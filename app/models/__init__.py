@@ -10,6 +10,8 @@ from app.models.auth import ROLES, ApiToken, AuthSession, Membership, User
 from app.models.base import Base, utcnow
 from app.models.maintenance import MaintenanceWindow, maintenance_window_groups, maintenance_window_probes
 from app.models.network import Probe, ProbeGroup, ProbeLease, ProbeResult, ProbeRunLoss
+from app.models.rollups import ProbeRollup
+from app.models.status_pages import StatusPage, StatusPageIncident, status_page_groups, status_page_probes
 from app.models.task_failure import TaskFailure
 from app.models.tenant import Tenant
 
@@ -19,5 +21,6 @@ __all__ = [
     "ansible_group_hosts", "ansible_host_probes", "ansible_inventory_groups", "ansible_inventory_hosts",
     "Alert", "AlertEvent", "AlertGroup", "AlertGroupItem", "AlertRule", "ProbeDependency", "Silence", "AlertState", "Notification", "NotificationAttempt", "NotificationChannel",
     "alert_rule_channels", "MaintenanceWindow", "maintenance_window_groups", "maintenance_window_probes", "ROLES", "ApiToken", "AuthSession", "Base", "Membership", "Probe", "ProbeGroup", "ProbeLease", "ProbeResult",
-    "ProbeRunLoss", "TaskFailure", "Tenant", "User", "utcnow",
+    "ProbeRollup", "ProbeRunLoss", "StatusPage", "StatusPageIncident", "status_page_groups",
+    "status_page_probes", "TaskFailure", "Tenant", "User", "utcnow",
 ]

@@ -23,7 +23,7 @@ from app.core.config import active_settings
 from app.extensions import db
 from app.models import AuthSession, Membership, Tenant, User
 from app.services import login_throttle
-from app.services.errors import AuthenticationError, InvalidInputError, NotFoundError
+from app.services.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.passwords import hash_password, needs_rehash, verify_password
 
 ALGORITHM = "HS256"
@@ -175,6 +175,33 @@ def refresh(refresh_token: str) -> TokenPair:
     db.session.commit()
     db.session.refresh(session)
     return _issue(session, user, role)
+
+
+def switch_tenant(principal: Principal, tenant_id: int) -> TokenPair:
+    """End the caller's session and open one in another of their tenants, without the password.
+
+    The new session keeps the old one's expiry, so switching never makes a login last longer.
+    """
+    if principal.session_id is None:
+        raise PermissionDeniedError("an API token is bound to its tenant; log in to switch tenant")
+    user = db.session.get(User, principal.user_id)
+    old = db.session.get(AuthSession, principal.session_id)
+    if user is None or old is None:
+        raise AuthenticationError("session ended; log in again")
+    chosen = _choose_tenant(user, tenant_id)
+    # Compare-and-set, so a session ended meanwhile (or switched twice at once) opens nothing.
+    ended = db.session.execute(
+        update(AuthSession).where(AuthSession.id == old.id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=_now()).execution_options(synchronize_session=False)
+    ).rowcount
+    if not ended:
+        db.session.rollback()
+        raise AuthenticationError("session ended; log in again")
+    session = AuthSession(id=secrets.token_hex(16), user_id=user.id, tenant_id=chosen,
+                          refresh_jti=secrets.token_hex(16), expires_at=old.expires_at)
+    db.session.add(session)
+    db.session.commit()
+    return _issue(session, user, tenant_role(user, chosen))
 
 
 def logout(principal: Principal) -> None:

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 
 from app.core.config import active_settings
 from app.extensions import db
-from app.services import leases, run_losses, scheduling
+from app.services import leases, pipeline_counters, run_losses, scheduling
 from app.services.leases import LeasedRun
 from app.services.task_queue import EXECUTE_BATCH, PROBE_QUEUE, Message, publish_all, queue_length
 
@@ -79,22 +79,27 @@ def dispatch_due(now: int | None = None) -> DispatchReport:
     backlog = queue_length(PROBE_QUEUE)
     held_back = backlog >= settings.max_queue_backlog
     try:
-        lost = run_losses.record(leases.sweep_stale(now, int(settings.loss_grace_seconds * 1000), SWEEP_LIMIT))
+        swept = leases.sweep_stale(now, int(settings.loss_grace_seconds * 1000), SWEEP_LIMIT)
+        lost = run_losses.record(swept)
+        missed: list[run_losses.Loss] = []
         claimed: list[LeasedRun] = []
         reissued: list[LeasedRun] = []
         if not held_back:
             horizon = now + int(settings.dispatch_lookahead_seconds * 1000)
             due = scheduling.claim_due(horizon, settings.dispatch_max_claim)
-            run_losses.record(run_losses.missed(due))
+            missed = run_losses.missed(due)
+            run_losses.record(missed)
             claimed = leases.open_for(due, now, settings.lease_margin_seconds)
             reissued = leases.reissue_expired(now, settings.max_reissues, settings.dispatch_max_claim)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
+    pipeline_counters.count_losses(swept + missed)
     batches = _batches(claimed + reissued, settings.dispatch_batch_size)
     if batches:
         publish_all([_message(batch) for batch in batches])
+        pipeline_counters.count_dispatch(claimed + reissued, reissued)
     if held_back:
         log.warning("network_probes holds %d messages (limit %d): not dispatching this tick; "
                     "the slots that pass meanwhile are counted as missed", backlog, settings.max_queue_backlog)

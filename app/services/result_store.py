@@ -4,7 +4,8 @@ Each result carries a ``run_key`` unique per probe (``auto:<slot ms>`` for a sch
 slot, ``<probe type>:<run id>`` for a run on demand), so storing the same run twice —
 a redelivered message, a slot re-issued to a second worker while the first one was
 only slow — writes one row. The transaction that stores a scheduled slot also closes
-its lease, so the dispatcher never re-issues or counts as lost a slot that is stored.
+its lease, so the dispatcher never re-issues or counts as lost a slot that is stored,
+and adds the rows it inserted (never a duplicate) to their minute, hour and day rollups.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from redis.exceptions import RedisError
 
 from app.core.redis_client import get_redis
 from app.extensions import db
-from app.models import ProbeResult
-from app.services import alert_triggers, leases, maintenance, run_losses, status_cache
+from app.models import ProbeResult, utcnow
+from app.services import alert_triggers, leases, maintenance, pipeline_counters, rollups, run_losses, status_cache
 from app.services.bulk import insert_new
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,15 @@ def store(runs: list[MeasuredRun]) -> dict[RunKey, int]:
         return {}
     try:
         maintenance.mark(run.row for run in runs)
+        for run in runs:  # the rollups bucket a run by it
+            run.row.setdefault("created_at", utcnow())
         inserted = insert_new(
             ProbeResult.__table__, [run.row for run in runs], unique=("probe_id", "run_key"),
             returning=(ProbeResult.id, ProbeResult.probe_id, ProbeResult.run_key),
         )
         new_ids = {(row.probe_id, row.run_key): row.id for row in inserted}
+        # Only the rows inserted now: a run stored before is in its rollups already.
+        rollups.record({run.key: run.row for run in reversed(runs) if run.key in new_ids}.values())
         scheduled = [run for run in runs if run.slot_ms is not None]
         slots = [(run.row["probe_id"], run.slot_ms) for run in scheduled]
         closed = leases.close(slots)
@@ -81,6 +86,8 @@ def store(runs: list[MeasuredRun]) -> dict[RunKey, int]:
         raise
     _after_store([{**run.row, "id": new_ids[run.key]} for run in runs if run.key in new_ids],
                  duplicates=len(runs) - len(new_ids))
+    pipeline_counters.count_stored([run.row for run in runs if run.key in new_ids],
+                                   [run.row for run in runs if run.key not in new_ids])
     return new_ids
 
 

@@ -1,15 +1,16 @@
-"""Deleting old probe results without holding the table for the whole run."""
+"""Deleting old probe results and rollups without holding the tables for the whole run."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 
 from app.core.config import active_settings
 from app.extensions import db
-from app.models import ProbeResult
+from app.models import ProbeResult, ProbeRollup
+from app.services import rollups
 from app.services.errors import InvalidInputError
 
 
@@ -42,3 +43,35 @@ def cleanup_old_results(days: int, batch_size: int | None = None) -> dict[str, A
         deleted += count
         batches += 1
     return {"success": True, "days": days, "cutoff": cutoff.isoformat(), "deleted": deleted, "batches": batches}
+
+
+def prune_rollups(batch_size: int | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Delete the rollups of each level that ended before its ``retention.*_days``.
+
+    Raw results are not looked at: their own retention (``cleanup_old_results``) never
+    changes a rollup, so history outlives the raw results. Returns rollup rows deleted per level.
+    """
+    batch_size = batch_size or active_settings().probes.cleanup_batch_size
+    deleted: dict[str, int] = {}
+    for level, cutoff in rollups.retention_cutoffs(now).items():
+        deleted[rollups.LEVEL_NAMES[level]] = 0
+        if cutoff is None:
+            continue
+        before = cutoff - level + 1  # buckets that end at or before the cutoff
+        deleted[rollups.LEVEL_NAMES[level]] = _delete_in_batches(ProbeRollup.__table__, level, before, batch_size)
+    return {"success": True, "deleted": deleted}
+
+
+def _delete_in_batches(table: Any, level: int, before: int, batch_size: int) -> int:
+    """Delete the rows of ``level`` whose bucket starts before ``before``, one committed batch at a time."""
+    total = 0
+    keys = [table.c[name] for name in table.primary_key.columns.keys()]
+    while True:
+        oldest = (select(*keys).where(table.c.level == level, table.c.bucket < before)
+                  .order_by(table.c.bucket).limit(batch_size))
+        removed = db.session.execute(delete(table).where(tuple_(*keys).in_(oldest))
+                                     .execution_options(synchronize_session=False)).rowcount
+        db.session.commit()
+        if not removed:
+            return total
+        total += removed

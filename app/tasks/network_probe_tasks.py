@@ -84,6 +84,12 @@ def cleanup_old_results(self: NetworkProbeTask, days: int = 30) -> dict[str, Any
     return retention.cleanup_old_results(days)
 
 
+@celery.task(bind=True, base=NetworkProbeTask, time_limit=3600, soft_time_limit=3500)
+def prune_rollups(self: NetworkProbeTask) -> dict[str, Any]:
+    """Delete minute, hour and day rollups older than their level's retention (``retention.*_days``)."""
+    return retention.prune_rollups()
+
+
 @signals.worker_process_shutdown.connect
 @signals.worker_shutdown.connect
 def _finish_runs_in_flight(**_: Any) -> None:
