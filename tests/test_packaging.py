@@ -27,7 +27,8 @@ import pytest
 
 from app.core.config import PROJECT_ROOT
 from tests.targets import LoopbackTargets
-from tests.test_up import free_port, http, wait_until
+from tests.api import http_json
+from tests.test_up import free_port, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -170,7 +171,7 @@ def test_the_installed_command_runs_from_a_directory_holding_config(installed: P
 
     def api_answers() -> bool:
         try:
-            return http("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200
+            return http_json("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200
         except OSError:
             return False
 
