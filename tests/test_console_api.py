@@ -160,6 +160,26 @@ def test_changes_since_a_cursor_are_only_the_probes_that_changed(api: Api) -> No
     assert doomed.id not in tiles(overview(viewer))
 
 
+def test_a_probe_created_or_edited_is_in_the_changes(api: Api) -> None:
+    """Another operator's edit reaches an open console within its next poll, not at the next full load."""
+    tenant = make_tenant()
+    operator = api.as_role(tenant.id, "operator")
+    viewer = api.as_role(tenant.id, "viewer")
+    edited = make_probe(tenant.id, "127.0.0.1:9", protocol="tcp")
+    stored(row(edited))
+    first = overview(viewer)
+
+    assert operator.patch(f"{API}/probes/{edited.id}", json={"name": "renamed", "enabled": False}).status_code == 200
+    created = operator.post(f"{API}/probes", json={"name": "brand-new", "protocol": "tcp", "target": "127.0.0.1:9"})
+    assert created.status_code == 201
+    changed = tiles(changes(viewer, first["cursor"]))
+
+    assert set(changed) == {edited.id, created.json["id"]}
+    assert (changed[edited.id]["name"], changed[edited.id]["enabled"]) == ("renamed", False)
+    assert changed[edited.id]["status"] == "success"  # its latest run is still shown
+    assert changed[created.json["id"]]["status"] is None and changed[created.json["id"]]["beats"] == []
+
+
 def test_a_bad_foreign_or_expired_cursor_is_a_422_telling_to_reload(api: Api, clean_redis: redis.Redis) -> None:
     tenant, other = make_tenant(), make_tenant()
     viewer = api.as_role(tenant.id, "viewer")

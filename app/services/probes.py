@@ -159,6 +159,7 @@ def create_probe(tenant_id: int, data: dict[str, Any]) -> Probe:
         if parents:
             probe_dependencies.replace_parents(tenant_id, probe.id, parents)
         db.session.commit()
+    status_cache.touched(tenant_id, [probe.id])
     return probe
 
 
@@ -232,6 +233,7 @@ def update_probe(tenant_id: int, probe_id: int, changes: dict[str, Any]) -> Prob
         if parents is not None:
             probe_dependencies.replace_parents(tenant_id, probe.id, parents)
         db.session.commit()
+    status_cache.touched(tenant_id, [probe.id])
     return probe
 
 

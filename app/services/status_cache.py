@@ -9,7 +9,7 @@ Per tenant:
   ``{status, at, response_time_ms}`` kept as text, so the console's overview splices them into
   its answer without decoding them;
 - ``admin_mit:probe-changes:<tenant>``: a sorted set, probe id -> sequence number of its latest
-  change (a stored result), and ``admin_mit:probe-removed:<tenant>``, the same for deleted probes
+  change (a stored result, or the probe created or edited: ``touched``), and ``admin_mit:probe-removed:<tenant>``, the same for deleted probes
   (the newest ``REMOVED_KEPT``);
 - ``admin_mit:probe-changes-meta:<tenant>``: the sequence counter, the *epoch* (when the set began:
   a flushed or restarted Redis starts a new one, so an old cursor is told apart) and the *floor*
@@ -24,16 +24,20 @@ one query, when the overview asks for them).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
+from redis.exceptions import RedisError
 from sqlalchemy import ARRAY, Integer, bindparam, func, select, true
 
 from app.core.config import active_settings
 from app.core.redis_client import get_redis
 from app.extensions import db
 from app.models import Probe, ProbeResult
+
+log = logging.getLogger(__name__)
 
 KEY = "admin_mit:probe-status:{}"
 BEATS_KEY = "admin_mit:probe-beats:{}:{}"
@@ -103,6 +107,19 @@ if count > kept then
   redis.call('ZREMRANGEBYRANK', KEYS[3], 0, count - kept - 1)
 end
 redis.call('EXPIRE', KEYS[3], ttl)
+return seq
+"""
+
+# KEYS: changes, removed, meta; ARGV: ttl, then the probe ids.
+_TOUCH = _ENSURE_META + """
+local ttl = tonumber(ARGV[1])
+ensure_meta(KEYS[3], ttl)
+local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], seq, ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
+redis.call('EXPIRE', KEYS[1], ttl)
 return seq
 """
 
@@ -210,6 +227,18 @@ def store(tenant_id: int, results: Iterable[Mapping[str, Any]]) -> None:
             keys.append(BEATS_KEY.format(tenant_id, probe_id))
             args += (probe_id, json.dumps(status_entry(row)), beat_json(row))
         script(keys=keys, args=args)
+
+
+def touched(tenant_id: int, probe_ids: list[int]) -> None:
+    """Probes created or edited (name, target, group, enabled…): change readers get their tiles again.
+    Redis being down loses only that: the console's next full load shows the edit."""
+    if not probe_ids:
+        return
+    keys = [CHANGES_KEY.format(tenant_id), REMOVED_KEY.format(tenant_id), META_KEY.format(tenant_id)]
+    try:
+        _script(_TOUCH)(keys=keys, args=[_ttl(), *probe_ids])
+    except RedisError as exc:
+        log.warning("could not mark probes %s as changed for the console: %s", probe_ids, exc)
 
 
 def forget(tenant_id: int, probe_id: int) -> None:
