@@ -126,14 +126,14 @@ def test_each_probes_series_are_its_latest_stored_result(api: Api, targets: Loop
                        series(samples, "probe_http_duration_seconds", **labels).items()}
         phases = {dict(key)["phase"]: value for key, value in
                   series(samples, "probe_phase_duration_seconds", **labels).items()}
-        if probe.protocol in ("http", "https"):  # blackbox_exporter's family: all five phases, 0 if not reached
+        # Every protocol: the phases it measured, under one name.
+        assert phases == {phase: pytest.approx(ms / 1000) for phase, ms in measured.items() if ms is not None}
+        assert phases["connect"] > 0
+        if probe.protocol in ("http", "https"):  # and blackbox_exporter's family: all five phases, 0 if not reached
             assert http_phases == {phase: pytest.approx((ms or 0) / 1000) for phase, ms in measured.items()}
-            assert http_phases["connect"] > 0 and not phases
             assert one(samples, "probe_http_status_code", **labels) == result.status_code
-        else:  # other protocols: the phases they measured
-            assert phases == {phase: pytest.approx(ms / 1000) for phase, ms in measured.items() if ms is not None}
-            assert phases["connect"] > 0 and not http_phases
-            assert not series(samples, "probe_http_status_code", **labels)
+        else:
+            assert not http_phases and not series(samples, "probe_http_status_code", **labels)
 
     assert one(samples, "probe_success", probe=failing.name) == 0.0
     assert one(samples, "probe_http_status_code", probe=failing.name) == 503

@@ -40,7 +40,8 @@ TEXT_FORMAT = {"description": "The Prometheus text exposition format (version 0.
 
 @blueprint.get("/metrics", summary="Probes' latest results and pipeline, alert and queue counts for Prometheus",
                description="Per probe, blackbox_exporter's series (`probe_success`, `probe_duration_seconds`, "
-                           "`probe_http_duration_seconds{phase}`, `probe_http_status_code`, "
+                           "`probe_http_duration_seconds{phase}`, `probe_phase_duration_seconds{phase}`, "
+                           "`probe_http_status_code`, "
                            "`probe_ssl_earliest_cert_expiry`) labelled tenant, probe, probe_id, group and "
                            "protocol, and `admin_mit_probe_info` with the target (a URL without credentials or "
                            "query); the tenant's pipeline totals and alert, notification and execution counts. "

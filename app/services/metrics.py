@@ -95,9 +95,10 @@ PROBE_FAMILIES = (
                              "query string) as a label"),
     ("probe_success", "1 if the probe's latest run succeeded, else 0"),
     ("probe_duration_seconds", "How long the probe's latest run took, in seconds"),
-    ("probe_http_duration_seconds", "Duration of the latest HTTP(S) run by phase (0: not reached), in seconds"),
-    ("probe_phase_duration_seconds", "Duration of the latest run of a probe of another protocol by phase "
-                                     "(the phases it measured), in seconds"),
+    ("probe_http_duration_seconds", "Duration of the latest HTTP(S) run by phase (0: not reached), in seconds "
+                                    "(blackbox_exporter's family)"),
+    ("probe_phase_duration_seconds", "Duration of the latest run by phase, the phases it measured, for every "
+                                     "protocol, in seconds"),
     ("probe_http_status_code", "Response HTTP status code of the latest HTTP(S) run (0: no response)"),
     ("probe_ssl_earliest_cert_expiry", "Expiry of the certificate the latest run saw, in unix seconds"),
     ("admin_mit_probe_last_run_timestamp_seconds", "When the probe's latest result was stored, in unix seconds"),
@@ -141,16 +142,14 @@ def probe_series(tenant_id: int | None, tenants: dict[int, str]) -> bytes:
             success.append(f"probe_success{{{labels}}} {1 if entry['status'] == 'success' else 0}\n")
             if (elapsed := entry.get("response_time_ms")) is not None:
                 duration.append(f"probe_duration_seconds{{{labels}}} {_number(elapsed / 1000)}\n")
+            for column, phase in PHASES:
+                if (ms := entry.get(column)) is not None:
+                    phases.append(f'probe_phase_duration_seconds{{{labels},phase="{phase}"}} {_number(ms / 1000)}\n')
             if protocol in HTTP_PROTOCOLS:
                 for column, phase in PHASES:
                     value = _number((entry.get(column) or 0) / 1000)
                     http_phases.append(f'probe_http_duration_seconds{{{labels},phase="{phase}"}} {value}\n')
                 status_code.append(f"probe_http_status_code{{{labels}}} {int(entry.get('status_code') or 0)}\n")
-            else:
-                for column, phase in PHASES:
-                    if (ms := entry.get(column)) is not None:
-                        value = _number(ms / 1000)
-                        phases.append(f'probe_phase_duration_seconds{{{labels},phase="{phase}"}} {value}\n')
             if (expiry := _epoch(entry.get("cert_expires_at"))) is not None:
                 cert_expiry.append(f"probe_ssl_earliest_cert_expiry{{{labels}}} {_number(expiry)}\n")
             if (at := _epoch(entry.get("checked_at"))) is not None:
