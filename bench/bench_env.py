@@ -32,3 +32,14 @@ def scratch_postgres() -> Iterator[str]:
             yield url
     except PostgresUnavailable as exc:
         raise BenchError(str(exc)) from None
+
+
+def point_app_at(redis_db: int, instance: str, database_url: str | None = None) -> None:
+    """Point the application (read once, at import) and its children at the benchmark's Redis
+    database, instance directory and, if given, database."""
+    host, _, port = REDIS_SERVER.rpartition(":")
+    os.environ.update({"ADMIN_MIT_REDIS__EMBEDDED": "false", "ADMIN_MIT_REDIS__HOST": host,
+                       "ADMIN_MIT_REDIS__PORT": port, "ADMIN_MIT_REDIS__DB": str(redis_db),
+                       "ADMIN_MIT_APP__INSTANCE_PATH": str(instance), "ADMIN_MIT_APP__LOG_LEVEL": "WARNING"})
+    if database_url is not None:
+        os.environ["ADMIN_MIT_DATABASE__URL"] = database_url

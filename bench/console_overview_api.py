@@ -20,7 +20,6 @@ Redis database ``--redis-db`` is flushed at start.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Callable
 
-from bench_env import REDIS_SERVER, BenchError, scratch_postgres  # bench/ is on sys.path when run as a script
+from bench_env import BenchError, point_app_at, scratch_postgres  # bench/ is on sys.path when run as a script
 
 API = "/api/v1"
 PASSWORD = "bench-password-0123"
@@ -42,14 +41,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=10, help="timed requests per row")
     parser.add_argument("--redis-db", type=int, default=11)
     return parser.parse_args()
-
-
-def configure(redis_db: int, tmp: str, url: str) -> None:
-    host, _, port = REDIS_SERVER.rpartition(":")
-    os.environ.update({"ADMIN_MIT_REDIS__EMBEDDED": "false", "ADMIN_MIT_REDIS__HOST": host,
-                       "ADMIN_MIT_REDIS__PORT": port, "ADMIN_MIT_REDIS__DB": str(redis_db),
-                       "ADMIN_MIT_APP__INSTANCE_PATH": tmp, "ADMIN_MIT_APP__LOG_LEVEL": "WARNING",
-                       "ADMIN_MIT_DATABASE__URL": url})
 
 
 def result_row(tenant_id: int, probe_id: int, at: datetime, n: int) -> dict[str, Any]:
@@ -175,7 +166,7 @@ def measure(app: Any, args: argparse.Namespace) -> None:
 def main() -> int:
     args = parse_args()
     with tempfile.TemporaryDirectory(prefix="admin-mit-console-") as tmp, scratch_postgres() as url:
-        configure(args.redis_db, tmp, url)
+        point_app_at(args.redis_db, tmp, url)
         from flask_migrate import upgrade
 
         from app import create_app

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench_env import REDIS_SERVER, scratch_postgres  # bench/ is on sys.path when run as a script
+from bench_env import point_app_at, scratch_postgres  # bench/ is on sys.path when run as a script
 
 API = "/api/v1"
 PASSWORD = "bench-password-0123"
@@ -54,12 +53,8 @@ def nearest_rank(samples: list[float], percent: int) -> float:
 
 def main() -> int:
     args = parse_args()
-    host, _, port = REDIS_SERVER.rpartition(":")
     with tempfile.TemporaryDirectory(prefix="admin-mit-history-") as tmp, scratch_postgres() as url:
-        os.environ.update({"ADMIN_MIT_REDIS__EMBEDDED": "false", "ADMIN_MIT_REDIS__HOST": host,
-                           "ADMIN_MIT_REDIS__PORT": port, "ADMIN_MIT_REDIS__DB": str(args.redis_db),
-                           "ADMIN_MIT_DATABASE__URL": url, "ADMIN_MIT_APP__INSTANCE_PATH": tmp,
-                           "ADMIN_MIT_APP__LOG_LEVEL": "WARNING"})
+        point_app_at(args.redis_db, tmp, url)
         from flask_migrate import upgrade
 
         from app import create_app

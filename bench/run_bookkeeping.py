@@ -19,7 +19,6 @@ whole pipeline is ``bench/probe_throughput.py``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterator
 
-from bench_env import REDIS_SERVER, BenchError, scratch_postgres  # bench/ is on sys.path when run as a script
+from bench_env import BenchError, point_app_at, scratch_postgres  # bench/ is on sys.path when run as a script
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,12 +51,8 @@ def cpu_clock(totals: dict[str, float], step: str) -> Iterator[None]:
 
 def main() -> int:
     args = parse_args()
-    host, _, port = REDIS_SERVER.rpartition(":")
     with tempfile.TemporaryDirectory(prefix="admin-mit-bookkeeping-") as tmp, scratch_postgres() as url:
-        os.environ.update({"ADMIN_MIT_REDIS__EMBEDDED": "false", "ADMIN_MIT_REDIS__HOST": host,
-                           "ADMIN_MIT_REDIS__PORT": port, "ADMIN_MIT_REDIS__DB": str(args.redis_db),
-                           "ADMIN_MIT_DATABASE__URL": url, "ADMIN_MIT_APP__INSTANCE_PATH": tmp,
-                           "ADMIN_MIT_APP__LOG_LEVEL": "WARNING"})
+        point_app_at(args.redis_db, tmp, url)
         from app import create_app
         from app.extensions import db
 

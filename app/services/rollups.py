@@ -52,6 +52,11 @@ _EMPTY: dict[str, Any] = {**dict.fromkeys(_ADDITIVE, 0), "rt_sum": 0.0, "rt_min"
                           **{f"{phase}_sum": 0.0 for phase in PHASES}}
 
 
+def uptime_percent(count: int, failures: int) -> float | None:
+    """Successful runs in percent, to 0.001; None without runs."""
+    return round((count - failures) / count * 100, 3) if count else None
+
+
 @dataclass(frozen=True)
 class RunTotals:
     count: int
@@ -60,7 +65,7 @@ class RunTotals:
 
     @property
     def uptime_percent(self) -> float | None:
-        return round((self.count - self.failures) / self.count * 100, 3) if self.count else None
+        return uptime_percent(self.count, self.failures)
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class DayTotals:
 
     @property
     def uptime_percent(self) -> float | None:
-        return round((self.count - self.failures) / self.count * 100, 3) if self.count else None
+        return uptime_percent(self.count, self.failures)
 
     def as_dict(self) -> dict[str, Any]:
         return {"day": self.day, "count": self.count, "failures": self.failures,
