@@ -54,7 +54,9 @@ def login(pg_app: Flask) -> str:
 def test_every_operation_answers_as_documented(case: schemathesis.Case, pg_app: Flask, login: str) -> None:
     if case.headers and case.headers.get("Authorization") == f"Bearer {LOGIN_PLACEHOLDER}":
         case.headers["Authorization"] = f"Bearer {login}"
-    case.call_and_validate(app=pg_app)
+    # Schemathesis asks for gzip like an HTTP client, but its WSGI transport does not unpack
+    # answers (tests/test_compression.py checks those): ask for them as they are.
+    case.call_and_validate(app=pg_app, headers={"Accept-Encoding": "identity"})
 
 
 def test_the_document_and_its_docs_page_are_served_without_credentials(api: Api) -> None:

@@ -415,6 +415,9 @@ class TestHealth:
             ready = client.get("/readyz")
             # The same login on the app without Redis: the probe list reads the status cache there.
             listing = client.get(f"{API}/probes", headers={"Authorization": f"Bearer {op.token}"})
+            # The console's overview and a Prometheus scrape read the status cache too: one clear 503.
+            overview = client.get(f"{API}/console/overview", headers={"Authorization": f"Bearer {op.token}"})
+            scrape = client.get("/metrics", headers={"Authorization": f"Bearer {op.token}"})
 
         assert ok(live) == {"status": "ok"}
         assert ready.status_code == 503 and ready.mimetype == "application/json"
@@ -422,6 +425,8 @@ class TestHealth:
         assert ready.json["checks"]["database"] == "ok"
         assert ready.json["checks"]["redis"] != "ok" and ready.json["checks"]["redis"].startswith("unavailable")
         assert_error(listing, 503, "unavailable")
+        assert_error(overview, 503, "unavailable")
+        assert_error(scrape, 503, "unavailable")
         # The original app is bound again: Redis answers, and tasks publish to the test Redis.
         assert ok(api.client.get("/readyz"))["checks"] == {"database": "ok", "redis": "ok"}
         assert ok(op.get(f"{API}/probes"))["meta"]["total"] == 1

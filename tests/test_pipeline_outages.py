@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from app.celery_app import celery_init_app
 from app.extensions import db
-from app.models import ProbeResult, ProbeRunLoss
+from app.models import ProbeResult, ProbeRollup, ProbeRunLoss
 from app.services import scheduling
 from tests.conftest import _migrated_app, make_probe, make_tenant, settings_with, wait_for
 from tests.pipeline import DISPATCHING, Processes, hold, losses_by_reason, sweep_now, unaccounted_slots
@@ -65,6 +65,13 @@ def _stored(probe_ids: list[int], after_ms: int = 0) -> int:
     after = datetime.fromtimestamp(after_ms / 1000, timezone.utc)
     return db.session.scalar(select(func.count(ProbeResult.id)).where(
         ProbeResult.probe_id.in_(probe_ids), ProbeResult.started_at >= after)) or 0
+
+
+def _rolled_up(probe_ids: list[int]) -> dict[int, int]:
+    """Per rollup level, the runs its rows count for ``probe_ids``."""
+    db.session.rollback()
+    return dict(db.session.execute(select(ProbeRollup.level, func.sum(ProbeRollup.count))
+                                   .where(ProbeRollup.probe_id.in_(probe_ids)).group_by(ProbeRollup.level)).all())
 
 
 def _fleet(tenant_id: int, targets: LoopbackTargets) -> list[int]:
@@ -141,6 +148,9 @@ def test_postgres_stopped_mid_run_loses_no_measured_result_and_probing_resumes(
     assert _expired_since(probes, recovered) == 0  # nothing dispatched after the recovery was dropped
     log = processes.log("w1")
     assert "database unavailable" in log and "database available again" in log
+    # The results written after the outage went into their minute, hour and day rollups once each.
+    stored = _stored(probes)
+    assert _rolled_up(probes) == {60: stored, 3600: stored, 86400: stored}
 
 
 def test_redis_restarted_mid_run_resumes_and_accounts_for_every_slot(

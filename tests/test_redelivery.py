@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from app.celery_app import build_config
 from app.core.config import PROJECT_ROOT, load_settings
 from app.extensions import db
-from app.models import ProbeResult
+from app.models import ProbeResult, ProbeRollup
 from app.tasks.network_probe_tasks import execute_probe
 from tests.conftest import make_probe, make_tenant, wait_for
 from tests.targets import LoopbackTargets
@@ -77,3 +77,6 @@ def test_probe_of_a_killed_worker_is_redelivered_and_stored_once(
     assert targets.hits("/hold") == 2  # the probe ran again on the second worker
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(ProbeResult)) == 1
+    # and it is in its history once: one run in its minute, hour and day rollups.
+    assert dict(db.session.execute(select(ProbeRollup.level, ProbeRollup.count)
+                                   .where(ProbeRollup.probe_id == probe.id)).all()) == {60: 1, 3600: 1, 86400: 1}

@@ -120,13 +120,6 @@ def probe_stats(path: ProbePath, query: WindowQuery) -> Any:
     return StatsOut.model_validate(stats).model_dump(mode="json")
 
 
-class ChartQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    since: IsoTime | None = Field(None, description="Inclusive, ISO 8601 (default: 24 h before until).")
-    until: IsoTime | None = Field(None, description="Exclusive, ISO 8601 (default: now).")
-
-
 class ChartPoint(BaseModel):
     at: datetime = Field(description="The result's time (raw) or its bucket's start.")
     count: int
@@ -173,7 +166,7 @@ class DaysOut(RootModel[list[DayOut]]):
                summary="Response-time points over a window (default: the last 24 h), at most about 1,500",
                responses={200: ChartOut, **NOT_FOUND})
 @role("viewer")
-def probe_chart(path: ProbePath, query: ChartQuery) -> Any:
+def probe_chart(path: ProbePath, query: WindowQuery) -> Any:
     since, until = _window(query.since, query.until)
     points = results.chart(tenant_id(), path.probe_id, since=since, until=until)
     return ChartOut.model_validate(points).model_dump(mode="json")

@@ -20,7 +20,7 @@ from app.core.redis_client import get_redis
 from app.extensions import db
 from app.models import Probe, ProbeGroup, utcnow
 from app.probes.urls import mask_credentials
-from app.services import maintenance, status_cache
+from app.services import maintenance, rollups, status_cache
 from app.services.errors import InvalidInputError
 
 UPTIME_KEY = "admin_mit:console-uptime:{}"
@@ -65,23 +65,12 @@ def uptime(tenant_id: int) -> dict[int, tuple[float | None, float | None, float 
     cached = client.get(key)
     if cached is not None:
         return {int(pid): tuple(values) for pid, values in json.loads(cached).items()}  # type: ignore[misc]
-    windows = [uptime_until_now(tenant_id, None, span) for _, span in UPTIME_WINDOWS]
+    now = utcnow()
+    windows = [rollups.uptime_by_probe(tenant_id, None, now - span) for _, span in UPTIME_WINDOWS]
     ids = set().union(*windows)
     found = {pid: tuple(_percent(window.get(pid)) for window in windows) for pid in ids}
     client.set(key, json.dumps(found), ex=UPTIME_TTL_SECONDS)
     return found  # type: ignore[return-value]
-
-
-def uptime_until_now(tenant_id: int, probe_ids: list[int] | None, span: timedelta) -> dict[int, Any]:
-    """``rollups.uptime_by_probe`` over the last ``span``, the runs of this very hour included.
-
-    The rollups round a window of a day or more to whole hours, its end down: ending the window
-    an hour from now makes it end with the current hour rather than before it.
-    """
-    from app.services import rollups
-
-    end = utcnow() + timedelta(hours=1)
-    return rollups.uptime_by_probe(tenant_id, probe_ids, end - span, end)
 
 
 def _percent(totals: Any) -> float | None:

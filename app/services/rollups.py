@@ -292,9 +292,10 @@ def uptime_by_probe(tenant_id: int, probe_ids: list[int] | None, since: datetime
                     until: datetime | None = None) -> dict[int, RunTotals]:
     """Runs, failures and runs in maintenance per probe over [since, until) from the rollups.
 
-    Edges are rounded down to the minute; for windows of a day or more, to the hour (one
+    Edges are rounded outward to the minute; for windows of a day or more, to the hour (one
     bucket in 24 at most), so a 30-day window of 10,000 probes reads about 30 day rows and
-    48 hour rows per probe. Probes without runs in the window are left out.
+    48 hour rows per probe, and a window ending now takes in the runs of the current hour.
+    Probes without runs in the window are left out.
     """
     until = until or datetime.now(UTC)
     start, end = epoch_seconds(since), epoch_seconds(until)
@@ -305,7 +306,7 @@ def uptime_by_probe(tenant_id: int, probe_ids: list[int] | None, since: datetime
     step = max(step, edge_level(start, cutoffs))
     r = _rollups.c
     query = (select(r.probe_id, func.sum(r.count), func.sum(r.failures), func.sum(r.maintenance_count))
-             .where(r.tenant_id == tenant_id, in_pieces(_rollups, pieces(_floor(start, step), _floor(end, step))))
+             .where(r.tenant_id == tenant_id, in_pieces(_rollups, pieces(_floor(start, step), _ceil(end, step))))
              .group_by(r.probe_id))
     if probe_ids is not None:
         if not probe_ids:

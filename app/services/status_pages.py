@@ -14,7 +14,7 @@ Its ``overall_status`` is:
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -24,8 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.models import Probe, ProbeGroup, StatusPage, StatusPageIncident, utcnow
 from app.models.base import MAX_ID
-from app.services import status_cache
-from app.services.overview import uptime_until_now
+from app.services import rollups, status_cache
 from app.services.errors import ConflictError, NotFoundError, broken_rule, validated
 from app.services.tenant_rows import owned
 
@@ -223,16 +222,14 @@ def _recent_statuses(tenant_id: int, probe_ids: list[int]) -> dict[int, list[str
     return {pid: [beat["status"] for beat in json.loads(f"[{body}]")] for pid, body in bodies.items()}
 
 
-def public_view(slug: str, today: date | None = None) -> dict[str, Any]:
-    from app.services import rollups
-
+def public_view(slug: str) -> dict[str, Any]:
     page = public_page(slug)
     shown = shown_probes(page)
     ids = [pid for pid, _ in shown]
     latest = status_cache.latest(page.tenant_id, ids)
     now = utcnow()
     daily = rollups.daily_many(page.tenant_id, ids, DAYS) if ids else {}
-    totals = uptime_until_now(page.tenant_id, ids, timedelta(days=DAYS)) if ids else {}
+    totals = rollups.uptime_by_probe(page.tenant_id, ids, now - timedelta(days=DAYS)) if ids else {}
     probes = []
     for pid, name in shown:
         entry = latest.get(pid) or {}
@@ -265,7 +262,7 @@ def incident_fields(incident: StatusPageIncident) -> dict[str, Any]:
 
 
 def uptime_percent(page: StatusPage, probe_id: int, days: int) -> float | None:
-    totals = uptime_until_now(page.tenant_id, [probe_id], timedelta(days=days)).get(probe_id)
+    totals = rollups.uptime_by_probe(page.tenant_id, [probe_id], utcnow() - timedelta(days=days)).get(probe_id)
     return None if totals is None else totals.uptime_percent
 
 
